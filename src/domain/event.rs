@@ -1,0 +1,153 @@
+//! The normalized usage event every source format is turned into, and its priced form.
+//!
+//! A [`UsageEvent`] is one LLM call after a mapper has read it: token buckets already split,
+//! attribution dimensions filled, reported cost converted to a decimal in major units. A
+//! [`PricedEvent`] adds what the pricing step decided. Neither type does I/O or validation of
+//! wire formats; those live in `ingest`.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::tokens::TokenBuckets;
+
+/// Outcome of the call at the HTTP/provider level (not the task's outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallStatus {
+    Success,
+    Error,
+}
+
+impl CallStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Success => "success",
+            CallStatus::Error => "error",
+        }
+    }
+}
+
+/// How much of the token split the source reported (formats.md §0.2 rule 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageDetail {
+    /// Every bucket the source can carry was reported.
+    Full,
+    /// Detail objects were missing; their counts were taken as 0.
+    Partial,
+    /// Only input/output totals: no cache or modality split.
+    TotalsOnly,
+    /// No usage at all (typical of failed calls).
+    Missing,
+}
+
+impl UsageDetail {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageDetail::Full => "full",
+            UsageDetail::Partial => "partial",
+            UsageDetail::TotalsOnly => "totals_only",
+            UsageDetail::Missing => "missing",
+        }
+    }
+}
+
+/// Where the chosen `cost` of an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CostSource {
+    /// The provider or gateway reported it.
+    Reported,
+    /// Tally computed it from the catalog's list price.
+    Computed,
+    /// Tally computed it from an operator's custom price or discount.
+    Custom,
+    /// Nobody reported a cost and no price matched: the cost is unknown, not zero.
+    Unpriced,
+}
+
+impl CostSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CostSource::Reported => "reported",
+            CostSource::Computed => "computed",
+            CostSource::Custom => "custom",
+            CostSource::Unpriced => "unpriced",
+        }
+    }
+}
+
+/// Who, what and which unit of work a call is attributed to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Dimensions {
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    pub project: Option<String>,
+    pub api_key_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub feature: Option<String>,
+    pub tags: Vec<String>,
+    pub task_id: Option<String>,
+    pub run_id: Option<String>,
+    pub agent: Option<String>,
+    pub session_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+    pub parent_span_id: Option<String>,
+}
+
+/// One LLM call, normalized.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageEvent {
+    pub ts: DateTime<Utc>,
+    /// The caller's idempotency key.
+    pub idem_key: Option<String>,
+    /// The provider's response id; with `provider` it identifies the call across sources.
+    pub request_id: Option<String>,
+    /// Format the record arrived in (`native`, `openai`, …).
+    pub source_format: String,
+    pub provider: Option<String>,
+    pub model: String,
+    pub model_requested: Option<String>,
+    pub operation: String,
+    pub route: String,
+    pub service_tier: String,
+    pub status: CallStatus,
+    pub error_type: Option<String>,
+    pub http_status: Option<u16>,
+    pub latency_ms: Option<u32>,
+    pub ttft_ms: Option<u32>,
+    pub dims: Dimensions,
+    pub attempt: Option<u32>,
+    pub retry_of: Option<String>,
+    pub fallback_from: Option<String>,
+    pub tokens: TokenBuckets,
+    pub web_search_requests: u64,
+    /// Cost the source reported, in major units of `currency`, rounded to the stored scale.
+    pub reported_cost: Option<Decimal>,
+    /// ISO 4217 code of `reported_cost`.
+    pub currency: Option<String>,
+    pub usage_detail: UsageDetail,
+    /// Everything else, as JSON text.
+    pub metadata: Option<String>,
+}
+
+/// An event with the pricing step's decision attached.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PricedEvent {
+    pub event: UsageEvent,
+    /// Catalog list-price cost in USD, when the catalog prices the model.
+    pub computed_cost: Option<Decimal>,
+    /// Cost after the operator's custom price or discounts, when one applied.
+    pub custom_cost: Option<Decimal>,
+    /// The cost Tally counts: reported, else custom, else computed; `None` when unpriced.
+    pub cost: Option<Decimal>,
+    pub cost_source: CostSource,
+    /// Catalog price row behind `computed_cost`.
+    pub price_id: Option<String>,
+    /// Custom price and discount rows behind `custom_cost`.
+    pub custom_price_id: Option<String>,
+    /// Why the catalog could not price the call, when it could not.
+    pub unpriced_reason: Option<String>,
+}
