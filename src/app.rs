@@ -1,0 +1,168 @@
+//! The server's life: open the store, build the router, bind, serve, shut down cleanly.
+//!
+//! [`start`] returns once the socket is bound, with the real address (port 0 picks a free one),
+//! which is what tests and `tally demo` use. Shutdown stops accepting, lets in-flight requests
+//! finish (their batches are already queued for the writer), then drains the writer, commits and
+//! checkpoints, so a SIGTERM loses nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{resolve_listen, Config};
+use crate::pricing::Pricer;
+use crate::store::Store;
+use crate::web::{self, AppState};
+
+/// How long shutdown waits for in-flight requests and the writer.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    store: Store,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The store the server writes to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops accepting, finishes in-flight requests, drains and checkpoints the writer.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
+            Ok(joined) => joined
+                .context("server task panicked")?
+                .context("server error")?,
+            Err(_) => {
+                tracing::warn!(
+                    "in-flight requests did not finish within {SHUTDOWN_GRACE:?}; stopping anyway"
+                );
+                self.task.abort();
+            }
+        }
+        self.store.shutdown(SHUTDOWN_GRACE).await
+    }
+
+    /// Serves until `signal` resolves, then shuts down.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        signal.await;
+        tracing::info!("shutting down: draining requests and the writer");
+        self.shutdown().await?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+/// Opens the store and starts serving on `config.listen`.
+pub async fn start(config: Config) -> anyhow::Result<Server> {
+    let addrs = resolve_listen(&config.listen).await?;
+    let loopback = addrs.iter().all(|a| a.ip().is_loopback());
+    if config.admin_key.is_none() {
+        if !loopback {
+            bail!(
+                "refusing to listen on {} without an admin key: anyone who can reach this address could read and \
+                 write your data. Set TALLY_ADMIN_KEY (for example `export TALLY_ADMIN_KEY=$(openssl rand -hex 32)`) \
+                 or admin_key in tally.toml, or listen on 127.0.0.1",
+                config.listen
+            );
+        }
+        tracing::warn!(listen = %config.listen, "no admin key set: the API is open to anyone on this machine (loopback only)");
+    }
+    let pricer =
+        Arc::new(Pricer::builtin(&config.pricing).context("invalid [pricing] configuration")?);
+    let store = {
+        let data_dir = config.data_dir.clone();
+        let storage = config.storage.clone();
+        tokio::task::spawn_blocking(move || Store::open(&data_dir, &storage)).await??
+    };
+    let listener = TcpListener::bind(&addrs[..])
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        config: Arc::new(config),
+        store: store.clone(),
+        pricer,
+    };
+    spawn_checkpointer(store.clone());
+    let app = web::router(state);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "listening");
+    Ok(Server {
+        addr,
+        store,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// Checkpoints every few minutes so the WAL of a quiet server does not linger.
+fn spawn_checkpointer(store: Store) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if !store.writer().is_alive() {
+                return;
+            }
+            if let Err(e) = store.writer().checkpoint().await {
+                tracing::debug!(error = %e, "periodic checkpoint skipped");
+            }
+        }
+    });
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,97 @@
+//! Command-line interface: `tally serve`, `tally demo`, `tally prices`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Self-hosted LLM cost attribution and budget analytics.
+#[derive(Debug, Parser)]
+#[command(name = "tally", version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./tally.toml when it exists).
+    #[arg(long, global = true, env = "TALLY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Generate ~30 days of realistic synthetic traffic into a data directory, then serve it.
+    Demo(DemoArgs),
+    /// Inspect or regenerate the built-in price catalog.
+    #[command(subcommand)]
+    Prices(PricesCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Directory of the database [default: ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Directory for the demo database, kept apart from real data.
+    #[arg(long, default_value = "./tally-demo")]
+    pub data_dir: PathBuf,
+    /// Days of traffic to generate, ending now.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Random seed: the same seed gives the same traffic.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Traffic volume multiplier (1.0 ≈ 4,000 calls a day).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Delete the demo database first and generate anew.
+    #[arg(long)]
+    pub reset: bool,
+    /// Generate the data and exit without serving.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricesCommand {
+    /// Regenerate the catalog file from a genai-prices data directory.
+    Generate {
+        /// Directory holding genai-prices' data.json and SOURCE.
+        #[arg(long, default_value = "third_party/genai-prices")]
+        from: PathBuf,
+        /// Where to write the catalog.
+        #[arg(long, default_value = "src/pricing/catalog.json")]
+        out: PathBuf,
+    },
+    /// Price one call and show the arithmetic.
+    Explain {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        provider: Option<String>,
+        /// Event time (RFC 3339) [default: now].
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long, default_value = "standard")]
+        service_tier: String,
+        #[arg(long, default_value_t = 0)]
+        input_tokens: u64,
+        #[arg(long, default_value_t = 0)]
+        cache_read_tokens: u64,
+        #[arg(long, default_value_t = 0)]
+        cache_write_tokens: u64,
+        #[arg(long, default_value_t = 0)]
+        output_tokens: u64,
+        #[arg(long, default_value_t = 0)]
+        reasoning_tokens: u64,
+    },
+}

@@ -1,0 +1,298 @@
+//! Settings: one typed [`Config`], loaded from defaults, then `tally.toml`, then `TALLY_*`
+//! environment variables, then command-line flags (each later source wins).
+//!
+//! Every setting is documented in the README's configuration table; a test checks that the table
+//! and this struct name the same keys. Nested keys map to environment variables with a double
+//! underscore: `[ingest] max_body_bytes` is `TALLY_INGEST__MAX_BODY_BYTES`. This module only
+//! reads and validates settings; it starts nothing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::pricing::PricingConfig;
+
+/// Everything the server can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Directory of the DuckDB file (`tally.duckdb`) and its WAL.
+    pub data_dir: PathBuf,
+    /// Bootstrap admin key, accepted as `Authorization: Bearer <key>` on every endpoint.
+    /// Without one the server only runs on a loopback address.
+    pub admin_key: Option<String>,
+    /// The URL users reach Tally at (used in links the server sends out).
+    pub public_url: Option<String>,
+    /// `text` (default) or `json` log lines.
+    pub log_format: LogFormat,
+    /// Ingest limits and queueing.
+    pub ingest: IngestConfig,
+    /// DuckDB and writer settings.
+    pub storage: StorageConfig,
+    /// Custom prices and discounts that win over the built-in catalog.
+    pub pricing: PricingConfig,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Limits on what one ingest request may carry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest request body as sent (compressed), in bytes.
+    pub max_body_bytes: usize,
+    /// Largest body after gzip/zstd decompression, in bytes.
+    pub max_decompressed_bytes: usize,
+    /// Most records one request may carry.
+    pub max_records: usize,
+    /// Largest `metadata` object of one record, as JSON text, in bytes.
+    pub max_metadata_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 * 1024 * 1024,
+            max_decompressed_bytes: 256 * 1024 * 1024,
+            max_records: 500_000,
+            max_metadata_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// DuckDB and the single writer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// DuckDB memory limit (DuckDB syntax, e.g. `1GB`). DuckDB's own default is 80 % of RAM,
+    /// too much for a service sharing its machine.
+    pub memory_limit: String,
+    /// DuckDB worker threads; 0 means one per core.
+    pub threads: usize,
+    /// Ingest batches that may wait for the writer before requests get 503 + Retry-After.
+    pub queue_capacity: usize,
+    /// How long a request waits for room in a full queue before it gets 503, in milliseconds.
+    pub enqueue_wait_ms: u64,
+    /// Most events folded into one group commit.
+    pub max_commit_rows: usize,
+    /// Checkpoint once the WAL grows past this many bytes (DuckDB skips its own automatic
+    /// checkpoints while readers hold transactions, so the writer does it explicitly).
+    pub checkpoint_wal_bytes: u64,
+    /// Read connections kept open for queries.
+    pub read_connections: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            memory_limit: "1GB".into(),
+            threads: 0,
+            queue_capacity: 64,
+            enqueue_wait_ms: 2000,
+            max_commit_rows: 200_000,
+            checkpoint_wal_bytes: 64 * 1024 * 1024,
+            read_connections: 4,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            admin_key: None,
+            public_url: None,
+            log_format: LogFormat::Text,
+            ingest: IngestConfig::default(),
+            storage: StorageConfig::default(),
+            pricing: PricingConfig::default(),
+        }
+    }
+}
+
+/// Values given on the command line; they win over the file and the environment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CliOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the configuration. `file` is the `--config` path; without it `./tally.toml` is read
+    /// when it exists.
+    pub fn load(file: Option<&Path>, cli: &CliOverrides) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    bail!("config file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => {
+                let default_path = Path::new("tally.toml");
+                if default_path.exists() {
+                    figment = figment.merge(Toml::file(default_path));
+                }
+            }
+        }
+        let config: Config = figment
+            // TALLY_CONFIG names the file itself and is read by the CLI, not a setting.
+            .merge(Env::prefixed("TALLY_").split("__").ignore(&["config"]))
+            .merge(Serialized::defaults(cli))
+            .extract()
+            .context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: ranges and relations between settings.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.ingest.max_body_bytes == 0 || self.ingest.max_decompressed_bytes == 0 {
+            bail!("ingest.max_body_bytes and ingest.max_decompressed_bytes must be positive");
+        }
+        if self.ingest.max_records == 0 {
+            bail!("ingest.max_records must be positive");
+        }
+        if self.storage.queue_capacity == 0 || self.storage.max_commit_rows == 0 {
+            bail!("storage.queue_capacity and storage.max_commit_rows must be positive");
+        }
+        if self.storage.read_connections == 0 {
+            bail!("storage.read_connections must be at least 1");
+        }
+        if let Some(key) = &self.admin_key {
+            if key.trim().len() < 16 {
+                bail!("admin_key must be at least 16 characters (generate one with `openssl rand -hex 32`)");
+            }
+        }
+        Ok(())
+    }
+
+    /// Path of the DuckDB database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("tally.duckdb")
+    }
+}
+
+/// Resolves the listen address and decides whether the server may run without a key: only on
+/// loopback, where nobody else can reach it.
+pub async fn resolve_listen(listen: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .with_context(|| format!("cannot resolve listen address {listen:?}"))?
+        .collect();
+    if addrs.is_empty() {
+        bail!("listen address {listen:?} resolves to nothing");
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dotted keys of every setting (objects are walked, everything else is a leaf).
+    fn keys(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    keys(&key, v, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!("../README.md");
+        let mut all = Vec::new();
+        keys(
+            "",
+            &serde_json::to_value(Config::default()).unwrap(),
+            &mut all,
+        );
+        assert!(all.len() > 10);
+        for key in all {
+            assert!(
+                readme.contains(&format!("| `{key}` |")),
+                "README's configuration table lacks `{key}`"
+            );
+        }
+    }
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tally.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[ingest]\nmax_records = 10\n[storage]\nthreads = 3\n",
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TALLY_STORAGE__THREADS", "5");
+            let config = Config::load(Some(&file), &CliOverrides::default()).unwrap();
+            assert_eq!(config.listen, "127.0.0.1:9000");
+            assert_eq!(config.ingest.max_records, 10);
+            assert_eq!(config.storage.threads, 5);
+            let cli = CliOverrides {
+                listen: Some("127.0.0.1:9100".into()),
+                data_dir: None,
+            };
+            assert_eq!(
+                Config::load(Some(&file), &cli).unwrap().listen,
+                "127.0.0.1:9100"
+            );
+            jail.set_env("TALLY_INGEST__MAX_RECORDZ", "5");
+            assert!(
+                Config::load(Some(&file), &CliOverrides::default()).is_err(),
+                "a misspelt key must fail"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_example_file_is_a_valid_configuration() {
+        // Inside a Jail: it serializes tests that touch the process environment.
+        figment::Jail::expect_with(|_| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tally.example.toml");
+            let config = Config::load(Some(&path), &CliOverrides::default()).unwrap();
+            assert_eq!(config.storage.memory_limit, "1GB");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn short_admin_keys_are_refused() {
+        let config = Config {
+            admin_key: Some("secret".into()),
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

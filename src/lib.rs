@@ -1,0 +1,33 @@
+//! Tally: self-hosted LLM cost attribution and budget analytics.
+//!
+//! Read in this order: `domain` (the nouns), `ingest` (bodies → events), `pricing` (events →
+//! costs), `store` (DuckDB: writer, readers, SQL), `analytics` (questions → answers), `web`
+//! (HTTP), `app` (the server's life). `main.rs` only parses the command line and dispatches.
+
+#![forbid(unsafe_code)]
+
+/// `dec!(1.25)` in unit tests: a decimal literal read from its source text, never via a float.
+/// (A local macro instead of `rust_decimal_macros`, whose proc-macro build would change the
+/// host dependency graph of test builds and force a second 35-minute DuckDB compile.)
+#[cfg(test)]
+macro_rules! dec {
+    ($($t:tt)+) => {
+        <rust_decimal::Decimal as std::str::FromStr>::from_str(
+            &stringify!($($t)+).replace(['_', ' '], ""),
+        )
+        .expect("decimal literal")
+    };
+}
+
+pub mod analytics;
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod ingest;
+pub mod pricing;
+pub mod store;
+pub mod telemetry;
+pub mod web;

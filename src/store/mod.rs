@@ -1,0 +1,122 @@
+//! Storage: the embedded DuckDB file, its migrations, the one writer and the readers.
+//!
+//! [`Store`] is the only door to the database. Writes go to a single writer thread over a
+//! bounded queue and are acknowledged after their commit (see [`writer`]); reads run on a small
+//! pool of cloned connections on blocking threads (see [`reader`]). The rest of the crate never
+//! touches a `duckdb::Connection` directly, so a second engine could sit behind the same seam.
+
+mod arrow;
+pub mod migrations;
+pub mod queries;
+pub mod reader;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use duckdb::Connection;
+
+use crate::config::StorageConfig;
+pub use reader::ReadPool;
+pub use writer::{WriteBatch, WriteError, WriteOutcome, WriterHandle};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] duckdb::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: WriterHandle,
+    readers: ReadPool,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating and migrating when needed) the database in `data_dir` and starts the
+    /// writer thread.
+    pub fn open(data_dir: &Path, cfg: &StorageConfig) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        let path = data_dir.join("tally.duckdb");
+        let conn = open_connection(&path, cfg)?;
+        migrations::apply(&conn).context("database migration failed")?;
+        let writer_conn = conn
+            .try_clone()
+            .context("cannot open the writer connection")?;
+        let writer =
+            writer::spawn(writer_conn, path.clone(), cfg).context("cannot start the writer")?;
+        let readers = ReadPool::new(conn, cfg.read_connections);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                writer,
+                readers,
+                path,
+            }),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The writer's queue.
+    pub fn writer(&self) -> &WriterHandle {
+        &self.inner.writer
+    }
+
+    /// Runs a read on a pooled connection on a blocking thread.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| store.inner.readers.with(f)))
+            .await
+            .map_err(|e| StoreError::Other(format!("read task failed: {e}")))?
+    }
+
+    /// Runs a read on the calling thread (for blocking contexts such as the CLI).
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.inner.readers.with(f)
+    }
+
+    /// Drains the writer queue, commits, checkpoints and stops the writer thread.
+    pub async fn shutdown(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.inner.writer.shutdown(timeout).await
+    }
+}
+
+/// Opens the database file with Tally's settings.
+fn open_connection(path: &Path, cfg: &StorageConfig) -> anyhow::Result<Connection> {
+    let mut config = duckdb::Config::default()
+        // Tally never installs extensions at run time: the service must work offline.
+        .enable_autoload_extension(false)?
+        .with("autoinstall_known_extensions", "false")?
+        .with("memory_limit", &cfg.memory_limit)?
+        // New files use the running release's storage format, which unlocks its compact string
+        // and integer encodings (the default stays compatible with old releases).
+        .with("storage_compatibility_version", "latest")?;
+    if cfg.threads > 0 {
+        config = config.with("threads", cfg.threads.to_string())?;
+    }
+    Connection::open_with_flags(path, config)
+        .with_context(|| format!("cannot open database {}", path.display()))
+}

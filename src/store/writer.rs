@@ -1,0 +1,477 @@
+//! The one writer: a named thread that owns the write connection.
+//!
+//! Requests hand it batches over a bounded queue and get their acknowledgement only after the
+//! commit that contains them, so an acknowledged event is durable. Batches that queue up while a
+//! commit runs are folded into the next one (group commit), which keeps many small concurrent
+//! requests fast. De-duplication happens here, inside the same transaction as the insert, so two
+//! concurrent copies of one event can never both land. A full queue is answered with
+//! [`WriteError::QueueFull`] (503 + Retry-After upstream) instead of growing memory.
+//! Shutdown drains the queue, commits and checkpoints.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use duckdb::{params, Connection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{arrow, StoreError};
+use crate::config::StorageConfig;
+use crate::domain::event::PricedEvent;
+use crate::ingest::Reject;
+
+/// How far around a batch's time range earlier copies of its events are looked for. A retry or
+/// a second source carries (nearly) the same timestamp; bounding the search by time keeps the
+/// cost of de-duplication independent of the table's size (DuckDB skips row groups by their
+/// min/max timestamps).
+pub const DEDUP_WINDOW: chrono::Duration = chrono::Duration::days(1);
+
+/// Events and rejects of one request.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    pub events: Vec<PricedEvent>,
+    pub rejects: Vec<Reject>,
+    pub received_at: DateTime<Utc>,
+    /// The HTTP request id, kept with rejects so a user can find them.
+    pub http_request: Option<String>,
+}
+
+/// What happened to a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub accepted: usize,
+    pub duplicates: usize,
+    /// Per event of the batch, in order: true when it was a duplicate.
+    pub duplicate_flags: Vec<bool>,
+}
+
+/// Why a batch was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the write queue is full; retry shortly")]
+    QueueFull,
+    #[error("the writer has stopped")]
+    Closed,
+    #[error("commit failed: {0}")]
+    Commit(String),
+}
+
+enum Command {
+    Write {
+        batch: WriteBatch,
+        ack: oneshot::Sender<Result<WriteOutcome, WriteError>>,
+    },
+    Checkpoint {
+        ack: oneshot::Sender<Result<(), String>>,
+    },
+    Shutdown {
+        ack: oneshot::Sender<()>,
+    },
+}
+
+/// Sending side of the writer queue.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Command>,
+    /// How long a request waits for room in a full queue before it is told to retry.
+    enqueue_wait: Duration,
+}
+
+impl WriterHandle {
+    /// Queues a batch and waits for its commit.
+    pub async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome, WriteError> {
+        let (ack, done) = oneshot::channel();
+        let permit = match tokio::time::timeout(self.enqueue_wait, self.tx.reserve()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(WriteError::Closed),
+            Err(_) => return Err(WriteError::QueueFull),
+        };
+        permit.send(Command::Write { batch, ack });
+        done.await.map_err(|_| WriteError::Closed)?
+    }
+
+    /// Runs `f` on the writer's connection inside one transaction, after the writes queued
+    /// before it; commits when it returns `Ok`, rolls back otherwise.
+    pub async fn exec<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (ack, done) = oneshot::channel();
+        let f: ExecFn =
+            Box::new(move |conn| f(conn).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
+        self.tx
+            .send(Command::Exec { f, ack })
+            .await
+            .map_err(|_| StoreError::Other("the writer has stopped".into()))?;
+        let value = done
+            .await
+            .map_err(|_| StoreError::Other("the writer has stopped".into()))??;
+        value
+            .downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| StoreError::Other("writer returned another type".into()))
+    }
+
+    /// Asks for a checkpoint now.
+    pub async fn checkpoint(&self) -> Result<(), String> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Command::Checkpoint { ack })
+            .await
+            .map_err(|_| "writer stopped".to_string())?;
+        done.await.map_err(|_| "writer stopped".to_string())?
+    }
+
+    /// Batches waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// True while the writer thread runs.
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Processes everything queued so far, checkpoints and stops the writer.
+    pub async fn shutdown(&self, timeout: Duration) -> anyhow::Result<()> {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Command::Shutdown { ack }).await.is_err() {
+            return Ok(()); // already stopped
+        }
+        tokio::time::timeout(timeout, done)
+            .await
+            .map_err(|_| anyhow::anyhow!("the writer did not finish within {timeout:?}"))?
+            .ok();
+        Ok(())
+    }
+}
+
+/// Starts the writer thread on `conn`.
+pub fn spawn(conn: Connection, path: PathBuf, cfg: &StorageConfig) -> anyhow::Result<WriterHandle> {
+    let (tx, rx) = mpsc::channel(cfg.queue_capacity);
+    prepare(&conn)?;
+    let writer = Writer {
+        conn,
+        wal_path: wal_path(&path),
+        max_commit_rows: cfg.max_commit_rows,
+        checkpoint_wal_bytes: cfg.checkpoint_wal_bytes,
+    };
+    std::thread::Builder::new()
+        .name("tally-writer".into())
+        .spawn(move || writer.run(rx))?;
+    Ok(WriterHandle {
+        tx,
+        enqueue_wait: Duration::from_millis(cfg.enqueue_wait_ms),
+    })
+}
+
+/// DuckDB keeps the WAL next to the file as `<file>.wal`.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".wal");
+    PathBuf::from(name)
+}
+
+/// Session-local scratch tables for de-duplication lookups.
+fn prepare(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS dedup_ids (k VARCHAR);
+         CREATE TEMP TABLE IF NOT EXISTS dedup_requests (p VARCHAR, r VARCHAR);",
+    )?;
+    Ok(())
+}
+
+struct Writer {
+    conn: Connection,
+    wal_path: PathBuf,
+    max_commit_rows: usize,
+    checkpoint_wal_bytes: u64,
+}
+
+struct Pending {
+    batch: WriteBatch,
+    ack: oneshot::Sender<Result<WriteOutcome, WriteError>>,
+}
+
+impl Writer {
+    fn run(self, mut rx: mpsc::Receiver<Command>) {
+        let mut stash: Option<Command> = None;
+        loop {
+            let Some(cmd) = stash.take().or_else(|| rx.blocking_recv()) else {
+                break;
+            };
+            match cmd {
+                Command::Write { batch, ack } => {
+                    let mut rows = batch.events.len() + batch.rejects.len();
+                    let mut group = vec![Pending { batch, ack }];
+                    // Fold whatever queued up meanwhile into the same commit.
+                    while rows < self.max_commit_rows {
+                        match rx.try_recv() {
+                            Ok(Command::Write { batch, ack }) => {
+                                rows += batch.events.len() + batch.rejects.len();
+                                group.push(Pending { batch, ack });
+                            }
+                            Ok(other) => {
+                                stash = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit_group(group);
+                    self.maybe_checkpoint();
+                }
+                Command::Exec { f, ack } => {
+                    let _ = ack.send(self.exec(f));
+                }
+                Command::Checkpoint { ack } => {
+                    let _ = ack.send(self.checkpoint());
+                }
+                Command::Shutdown { ack } => {
+                    // Everything sent before the shutdown is ahead of it in the queue and has
+                    // been committed; what arrives after it is refused by the closed channel.
+                    rx.close();
+                    while let Ok(cmd) = rx.try_recv() {
+                        match cmd {
+                            Command::Write { batch, ack } => {
+                                self.commit_group(vec![Pending { batch, ack }])
+                            }
+                            Command::Exec { f, ack } => {
+                                let _ = ack.send(self.exec(f));
+                            }
+                            Command::Checkpoint { ack } => {
+                                let _ = ack.send(Ok(()));
+                            }
+                            Command::Shutdown { ack } => {
+                                let _ = ack.send(());
+                            }
+                        }
+                    }
+                    if let Err(e) = self.checkpoint() {
+                        tracing::error!(error = %e, "final checkpoint failed; the WAL will be replayed on the next start");
+                    }
+                    tracing::info!("writer stopped");
+                    let _ = ack.send(());
+                    return;
+                }
+            }
+        }
+        let _ = self.checkpoint();
+    }
+
+    fn commit_group(&self, group: Vec<Pending>) {
+        let started = Instant::now();
+        let rows: usize = group.iter().map(|p| p.batch.events.len()).sum();
+        match self.write_all(&group) {
+            Ok(outcomes) => {
+                tracing::debug!(
+                    batches = group.len(),
+                    rows,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "committed"
+                );
+                for (pending, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = pending.ack.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                if let Err(rollback) = self.conn.execute_batch("ROLLBACK") {
+                    tracing::debug!(error = %rollback, "rollback after a failed commit");
+                }
+                tracing::error!(error = %e, batches = group.len(), rows, "commit failed");
+                for pending in group {
+                    let _ = pending.ack.send(Err(WriteError::Commit(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// One transaction for the whole group: de-duplicate, append events and rejects, commit.
+    fn write_all(&self, group: &[Pending]) -> Result<Vec<WriteOutcome>, StoreError> {
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        let all: Vec<&PricedEvent> = group.iter().flat_map(|p| p.batch.events.iter()).collect();
+        let dup = self.find_duplicates(&all)?;
+
+        let fresh: Vec<&PricedEvent> = all
+            .iter()
+            .zip(&dup)
+            .filter(|(_, d)| !**d)
+            .map(|(e, _)| *e)
+            .collect();
+        if !fresh.is_empty() {
+            let mut received = Vec::with_capacity(fresh.len());
+            for pending in group {
+                received.extend(std::iter::repeat_n(
+                    pending.batch.received_at,
+                    pending.batch.events.len(),
+                ));
+            }
+            let received: Vec<DateTime<Utc>> = received
+                .into_iter()
+                .zip(&dup)
+                .filter(|(_, d)| !**d)
+                .map(|(r, _)| r)
+                .collect();
+            let batch = arrow::events_batch(&fresh, &received)?;
+            let mut appender = self.conn.appender("events")?;
+            appender.append_record_batch(batch)?;
+            // An error during the implicit flush on drop would be lost; flush explicitly.
+            appender.flush()?;
+        }
+        let has_rejects = group.iter().any(|p| !p.batch.rejects.is_empty());
+        if has_rejects {
+            let mut appender = self.conn.appender("rejects")?;
+            for pending in group {
+                for r in &pending.batch.rejects {
+                    appender.append_row(params![
+                        arrow::ts_string(pending.batch.received_at),
+                        pending.batch.http_request,
+                        r.source_format,
+                        r.index as i64,
+                        r.field,
+                        r.reason,
+                        r.raw,
+                    ])?;
+                }
+            }
+            appender.flush()?;
+        }
+        self.conn.execute_batch("COMMIT")?;
+
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut offset = 0;
+        for pending in group {
+            let flags = dup[offset..offset + pending.batch.events.len()].to_vec();
+            offset += flags.len();
+            let duplicates = flags.iter().filter(|d| **d).count();
+            outcomes.push(WriteOutcome {
+                accepted: flags.len() - duplicates,
+                duplicates,
+                duplicate_flags: flags,
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// Marks each event that repeats an earlier one: by idempotency key, else by provider and
+    /// provider request id; within the group first, then against stored events near its time.
+    fn find_duplicates(&self, events: &[&PricedEvent]) -> Result<Vec<bool>, StoreError> {
+        let mut dup = vec![false; events.len()];
+        let mut ids: HashSet<&str> = HashSet::new();
+        let mut requests: HashSet<(&str, &str)> = HashSet::new();
+        let (mut min_ts, mut max_ts) = (None::<DateTime<Utc>>, None::<DateTime<Utc>>);
+        for (i, e) in events.iter().enumerate() {
+            let ev = &e.event;
+            let seen = match (&ev.idem_key, &ev.request_id) {
+                (Some(id), _) => !ids.insert(id.as_str()),
+                (None, Some(req)) => {
+                    !requests.insert((ev.provider.as_deref().unwrap_or(""), req.as_str()))
+                }
+                (None, None) => continue,
+            };
+            dup[i] = seen;
+            min_ts = Some(min_ts.map_or(ev.ts, |m| m.min(ev.ts)));
+            max_ts = Some(max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
+        }
+        let (Some(min_ts), Some(max_ts)) = (min_ts, max_ts) else {
+            return Ok(dup);
+        };
+        let lo = arrow::ts_string(min_ts - DEDUP_WINDOW);
+        let hi = arrow::ts_string(max_ts + DEDUP_WINDOW);
+
+        let mut stored_ids: HashSet<String> = HashSet::new();
+        if !ids.is_empty() {
+            self.conn.execute_batch("DELETE FROM dedup_ids")?;
+            let mut app = self.conn.appender("dedup_ids")?;
+            for id in &ids {
+                app.append_row(params![id])?;
+            }
+            app.flush()?;
+            drop(app);
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT DISTINCT e.idem_key FROM events e
+                 WHERE e.ts BETWEEN CAST(? AS TIMESTAMPTZ) AND CAST(? AS TIMESTAMPTZ)
+                   AND e.idem_key IN (SELECT k FROM dedup_ids)",
+            )?;
+            let rows = stmt.query_map(params![lo, hi], |r| r.get::<_, String>(0))?;
+            for row in rows {
+                stored_ids.insert(row?);
+            }
+        }
+        let mut stored_requests: HashSet<(String, String)> = HashSet::new();
+        if !requests.is_empty() {
+            self.conn.execute_batch("DELETE FROM dedup_requests")?;
+            let mut app = self.conn.appender("dedup_requests")?;
+            for (p, r) in &requests {
+                app.append_row(params![p, r])?;
+            }
+            app.flush()?;
+            drop(app);
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT DISTINCT coalesce(e.provider, ''), e.request_id FROM events e
+                 JOIN dedup_requests d ON coalesce(e.provider, '') = d.p AND e.request_id = d.r
+                 WHERE e.ts BETWEEN CAST(? AS TIMESTAMPTZ) AND CAST(? AS TIMESTAMPTZ)",
+            )?;
+            let rows = stmt.query_map(params![lo, hi], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                stored_requests.insert(row?);
+            }
+        }
+        if stored_ids.is_empty() && stored_requests.is_empty() {
+            return Ok(dup);
+        }
+        for (i, e) in events.iter().enumerate() {
+            let ev = &e.event;
+            let stored = match (&ev.idem_key, &ev.request_id) {
+                (Some(id), _) => stored_ids.contains(id.as_str()),
+                (None, Some(req)) => stored_requests
+                    .contains(&(ev.provider.clone().unwrap_or_default(), req.clone())),
+                (None, None) => false,
+            };
+            dup[i] |= stored;
+        }
+        Ok(dup)
+    }
+
+    fn exec(&self, f: ExecFn) -> Result<Box<dyn std::any::Any + Send>, StoreError> {
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        match f(&self.conn) {
+            Ok(value) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn maybe_checkpoint(&self) {
+        let wal = std::fs::metadata(&self.wal_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if wal > self.checkpoint_wal_bytes {
+            if let Err(e) = self.checkpoint() {
+                // Readers holding transactions can make DuckDB refuse; the next commit retries.
+                tracing::warn!(error = %e, wal_bytes = wal, "checkpoint deferred");
+            }
+        }
+    }
+
+    fn checkpoint(&self) -> Result<(), String> {
+        let started = Instant::now();
+        self.conn
+            .execute_batch("CHECKPOINT")
+            .map_err(|e| e.to_string())?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "checkpoint"
+        );
+        Ok(())
+    }
+}

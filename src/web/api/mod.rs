@@ -1,0 +1,5 @@
+//! JSON API handlers (`/v1/*` ingest, `/api/v1/*` queries).
+
+pub mod costs;
+pub mod ingest;
+pub mod rejects;

@@ -1,0 +1,154 @@
+//! Test harness: a real Tally server on a loopback port with a temporary DuckDB file, and an
+//! HTTP client. Logs show only when TEST_LOG is set.
+
+#![allow(dead_code)]
+
+/// `dec!(1.25)`: a decimal literal read from its source text, never via a float.
+macro_rules! dec {
+    ($($t:tt)+) => {
+        <rust_decimal::Decimal as std::str::FromStr>::from_str(&stringify!($($t)+).replace(['_', ' '], ""))
+            .expect("decimal literal")
+    };
+}
+
+use std::io::Write;
+use std::sync::Once;
+
+use tally::app::Server;
+use tally::config::Config;
+use tempfile::TempDir;
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub url: String,
+    pub dir: TempDir,
+    pub client: reqwest::Client,
+    pub key: Option<String>,
+}
+
+static LOG: Once = Once::new();
+
+pub fn init_logs() {
+    LOG.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            tally::telemetry::init(tally::config::LogFormat::Text);
+        }
+    });
+}
+
+/// A config for tests: loopback, port 0, a fresh data directory.
+pub fn test_config(dir: &TempDir) -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".into();
+    config.data_dir = dir.path().to_path_buf();
+    config.storage.memory_limit = "512MB".into();
+    config.storage.threads = 2;
+    config
+}
+
+pub async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+    init_logs();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    let key = config.admin_key.clone();
+    let server = tally::app::start(config).await.expect("server starts");
+    TestServer {
+        url: server.url(),
+        server: Some(server),
+        dir,
+        client: reqwest::Client::new(),
+        key,
+    }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
+        }
+    }
+
+    /// POSTs a JSON value (object or array) to /v1/ingest and returns (status, answer).
+    pub async fn ingest_json(&self, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.ingest_raw("application/json", None, body.to_string().into_bytes(), "")
+            .await
+    }
+
+    /// POSTs raw bytes to /v1/ingest.
+    pub async fn ingest_raw(
+        &self,
+        content_type: &str,
+        encoding: Option<&str>,
+        body: Vec<u8>,
+        query: &str,
+    ) -> (u16, serde_json::Value) {
+        let mut rb = self
+            .client
+            .post(self.url(&format!("/v1/ingest{query}")))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(e) = encoding {
+            rb = rb.header("content-encoding", e);
+        }
+        let resp = self.auth(rb).send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .auth(self.client.get(self.url(path)))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// GET that must succeed with 200.
+    pub async fn get_ok(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "GET {path} → {status}: {body}");
+        body
+    }
+
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+        self.dir
+    }
+}
+
+pub fn ndjson(records: &[serde_json::Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        out.extend_from_slice(r.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
