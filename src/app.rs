@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::{resolve_listen, Config};
+use crate::keys::KeyRing;
 use crate::pricing::Pricer;
 use crate::store::Store;
 use crate::web::{self, AppState};
@@ -26,6 +27,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub struct Server {
     addr: SocketAddr,
     store: Store,
+    keys: Arc<KeyRing>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -61,6 +63,9 @@ impl Server {
                 );
                 self.task.abort();
             }
+        }
+        if let Err(e) = crate::keys::flush_last_used(&self.store, &self.keys).await {
+            tracing::warn!(error = %e, "API keys' last-use times not written");
         }
         self.store.shutdown(SHUTDOWN_GRACE).await
     }
@@ -100,6 +105,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         let storage = config.storage.clone();
         tokio::task::spawn_blocking(move || Store::open(&data_dir, &storage)).await??
     };
+    let keys = Arc::new(KeyRing::default());
+    crate::keys::reload(&store, &keys)
+        .await
+        .context("cannot load API keys")?;
     let listener = TcpListener::bind(&addrs[..])
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -108,8 +117,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         config: Arc::new(config),
         store: store.clone(),
         pricer,
+        keys: keys.clone(),
     };
     spawn_checkpointer(store.clone());
+    spawn_last_used_flusher(store.clone(), keys.clone());
     let app = web::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -123,6 +134,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     Ok(Server {
         addr,
         store,
+        keys,
         stop: Some(stop),
         task,
     })
@@ -140,6 +152,22 @@ fn spawn_checkpointer(store: Store) {
             }
             if let Err(e) = store.writer().checkpoint().await {
                 tracing::debug!(error = %e, "periodic checkpoint skipped");
+            }
+        }
+    });
+}
+
+/// Writes API keys' last-use times back once a minute (authentication itself never writes).
+fn spawn_last_used_flusher(store: Store, keys: Arc<KeyRing>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if !store.writer().is_alive() {
+                return;
+            }
+            if let Err(e) = crate::keys::flush_last_used(&store, &keys).await {
+                tracing::debug!(error = %e, "last-used times not written");
             }
         }
     });

@@ -24,6 +24,43 @@ pub enum Command {
     /// Inspect or regenerate the built-in price catalog.
     #[command(subcommand)]
     Prices(PricesCommand),
+    /// Create, list and revoke API keys.
+    Keys(KeysArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Work through a running server's API (with TALLY_ADMIN_KEY or --key) instead of opening
+    /// the data directory, which only one process can hold.
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// Admin key for --url [env: TALLY_ADMIN_KEY].
+    #[arg(long, global = true)]
+    pub key: Option<String>,
+    /// Data directory to open when no --url is given [default: ./data].
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// ingest, read or admin.
+        #[arg(long)]
+        role: String,
+        /// The key's project (required for ingest and read keys).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id; it stops working at once.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Args)]

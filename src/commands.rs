@@ -6,10 +6,12 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 
-use crate::cli::{Cli, Command, DemoArgs, PricesCommand, ServeArgs};
+use crate::cli::{Cli, Command, DemoArgs, KeysArgs, KeysCommand, PricesCommand, ServeArgs};
 use crate::config::{CliOverrides, Config};
 use crate::domain::tokens::TokenBuckets;
+use crate::keys::{self, KeyRing, Role};
 use crate::pricing::{self, PriceRequest, Pricer};
+use crate::store::Store;
 use crate::{app, demo, telemetry};
 
 /// Runs the parsed command line.
@@ -18,6 +20,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(cli.config.as_deref(), args),
         Command::Demo(args) => run_demo(cli.config.as_deref(), args),
         Command::Prices(cmd) => prices(cli.config.as_deref(), cmd),
+        Command::Keys(args) => keys_command(cli.config.as_deref(), args),
     }
 }
 
@@ -161,5 +164,118 @@ fn prices(config_file: Option<&Path>, cmd: PricesCommand) -> anyhow::Result<()> 
             println!("{}", serde_json::to_string_pretty(&explanation)?);
             Ok(())
         }
+    }
+}
+
+fn keys_command(config_file: Option<&Path>, args: KeysArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match &args.url {
+            Some(url) => keys_over_http(url, &args).await,
+            None => {
+                let config = Config::load(config_file, &CliOverrides { listen: None, data_dir: args.data_dir.clone() })?;
+                let store = Store::open(&config.data_dir, &config.storage).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e:#}\n(is a server running on {}? only one process can open it: stop it, or pass --url)",
+                        config.data_dir.display()
+                    )
+                })?;
+                let result = keys_on_store(&store, &args.command).await;
+                store.shutdown(std::time::Duration::from_secs(30)).await?;
+                result
+            }
+        }
+    })
+}
+
+async fn keys_on_store(store: &Store, command: &KeysCommand) -> anyhow::Result<()> {
+    let ring = KeyRing::default();
+    match command {
+        KeysCommand::Create {
+            name,
+            role,
+            project,
+        } => {
+            let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+            let created = keys::create(store, &ring, name, role, project.as_deref()).await?;
+            print_created(&serde_json::to_value(&created)?);
+        }
+        KeysCommand::List => print_keys(&serde_json::to_value(keys::list(store).await?)?),
+        KeysCommand::Revoke { id } => {
+            if !keys::revoke(store, &ring, id).await? {
+                bail!("no active key {id:?}");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn keys_over_http(url: &str, args: &KeysArgs) -> anyhow::Result<()> {
+    let key = args
+        .key
+        .clone()
+        .or_else(|| std::env::var("TALLY_ADMIN_KEY").ok())
+        .context("--url needs an admin key: pass --key or set TALLY_ADMIN_KEY")?;
+    let client = reqwest::Client::new();
+    let base = url.trim_end_matches('/');
+    let response = match &args.command {
+        KeysCommand::Create {
+            name,
+            role,
+            project,
+        } => client
+            .post(format!("{base}/api/v1/keys"))
+            .json(&serde_json::json!({"name": name, "role": role, "project": project})),
+        KeysCommand::List => client.get(format!("{base}/api/v1/keys")),
+        KeysCommand::Revoke { id } => client.delete(format!("{base}/api/v1/keys/{id}")),
+    }
+    .bearer_auth(key)
+    .send()
+    .await
+    .with_context(|| format!("cannot reach {base}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .context("the server's answer is not JSON")?;
+    if !status.is_success() {
+        bail!(
+            "{status}: {}",
+            body["error"]["message"].as_str().unwrap_or("unknown error")
+        );
+    }
+    match &args.command {
+        KeysCommand::Create { .. } => print_created(&body),
+        KeysCommand::List => print_keys(&body["keys"]),
+        KeysCommand::Revoke { id } => println!("revoked {id}"),
+    }
+    Ok(())
+}
+
+fn print_created(key: &serde_json::Value) {
+    println!("id:      {}", key["id"].as_str().unwrap_or(""));
+    println!("role:    {}", key["role"].as_str().unwrap_or(""));
+    println!("project: {}", key["project"].as_str().unwrap_or("(all)"));
+    println!("secret:  {}", key["secret"].as_str().unwrap_or(""));
+    println!("\nThe secret is shown only now; Tally stores only its SHA-256 digest.");
+}
+
+fn print_keys(keys: &serde_json::Value) {
+    println!(
+        "{:<18} {:<7} {:<16} {:<12} {:<24} {:<25} last used",
+        "id", "role", "project", "prefix", "name", "revoked"
+    );
+    for k in keys.as_array().into_iter().flatten() {
+        let s = |f: &str| k[f].as_str().unwrap_or("").to_string();
+        println!(
+            "{:<18} {:<7} {:<16} {:<12} {:<24} {:<25} {}",
+            s("id"),
+            s("role"),
+            k["project"].as_str().unwrap_or("(all)"),
+            s("prefix"),
+            s("name"),
+            k["revoked_at"].as_str().unwrap_or("-"),
+            k["last_used_at"].as_str().unwrap_or("never")
+        );
     }
 }

@@ -27,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod ingest;
+pub mod keys;
 pub mod pricing;
 pub mod store;
 pub mod telemetry;

@@ -5,6 +5,7 @@ use chrono::Utc;
 
 use super::generate::{generate_events_into, DemoConfig};
 use crate::ingest::{self, Format, Limits, Reject};
+use crate::keys::Principal;
 use crate::pricing::Pricer;
 use crate::store::{Store, WriteBatch};
 
@@ -26,6 +27,7 @@ pub async fn load(store: &Store, pricer: &Pricer, cfg: &DemoConfig) -> anyhow::R
     generate_events_into(cfg, &mut |event| texts.push(event.to_string()));
     let mut loaded = Loaded::default();
     let limits = Limits::default();
+    let principal = Principal::superuser();
     for chunk in texts.chunks(CHUNK) {
         let now = Utc::now();
         let ctx = ingest::Context {
@@ -33,6 +35,7 @@ pub async fn load(store: &Store, pricer: &Pricer, cfg: &DemoConfig) -> anyhow::R
             limits: &limits,
             max_records: usize::MAX,
             now,
+            principal: &principal,
         };
         let mut batch = WriteBatch {
             received_at: now,

@@ -30,21 +30,18 @@ impl FieldError {
         }
     }
 
-    /// Turns a serde error with its path into a field error. serde reports unknown fields at
-    /// the parent's path, so the field's own name is taken from the message.
+    /// Turns a serde error with its path into a field error.
     pub fn from_serde(err: serde_path_to_error::Error<serde_json::Error>) -> Self {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = strip_position(&inner.to_string());
         if let Some(rest) = message.strip_prefix("unknown field `") {
-            if let Some((name, _)) = rest.split_once('`') {
-                let field = if path == "." {
-                    name.to_string()
-                } else {
-                    format!("{path}.{name}")
-                };
-                return Self::new(field, format!("unknown field; {message}"));
-            }
+            // The path already ends with the unknown field's name, except at the root.
+            let field = match rest.split_once('`') {
+                Some((name, _)) if path == "." => name.to_string(),
+                _ => path.clone(),
+            };
+            return Self::new(field, format!("unknown field; {message}"));
         }
         let field = if path == "." {
             "(record)".to_string()
@@ -366,6 +363,19 @@ pub fn metadata(field: &str, raw: &RawValue, lim: &Limits) -> Result<String, Fie
         ));
     }
     Ok(text.to_string())
+}
+
+/// What kind of JSON value some text is, for error messages.
+pub fn json_kind(text: &str) -> &'static str {
+    match text.trim_start().chars().next() {
+        Some('{') => "an object",
+        Some('[') => "an array",
+        Some('"') => "a string",
+        Some('t' | 'f') => "a boolean",
+        Some('n') => "null",
+        Some(_) => "a number",
+        None => "nothing",
+    }
 }
 
 /// Nesting depth of JSON text, counting brackets outside strings.

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::event::PricedEvent;
+use crate::keys::Principal;
 use crate::pricing::Pricer;
 
 pub use body::BodyKind;
@@ -99,6 +100,8 @@ pub struct Context<'a> {
     pub limits: &'a Limits,
     pub max_records: usize,
     pub now: DateTime<Utc>,
+    /// Who writes: decides the project each event lands in.
+    pub principal: &'a Principal,
 }
 
 /// Decodes, splits, maps and prices a whole body.
@@ -144,8 +147,15 @@ pub fn map_record(
     format: Format,
     ctx: &Context<'_>,
 ) -> Result<PricedEvent, FieldError> {
-    let event = match format {
+    let mut event = match format {
         Format::Native => native::parse(text, ctx.now, ctx.limits)?,
     };
+    // Every event belongs to a project: the writing key's, else the record's, else `default`;
+    // a key of one project never writes into another.
+    let project = ctx
+        .principal
+        .project_for_write(event.dims.project.as_deref())
+        .map_err(|reason| FieldError::new("project", reason))?;
+    event.dims.project = Some(project);
     Ok(crate::pricing::apply(ctx.pricer, event))
 }

@@ -111,6 +111,12 @@ pub fn parse(
     now: DateTime<Utc>,
     limits: &fields::Limits,
 ) -> Result<UsageEvent, FieldError> {
+    if !text.trim_start().starts_with('{') {
+        return Err(FieldError::new(
+            "(record)",
+            format!("expected a JSON object, got {}", fields::json_kind(text)),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     let record: NativeRecord<'_> =
         serde_path_to_error::deserialize(de).map_err(FieldError::from_serde)?;
@@ -397,6 +403,7 @@ mod tests {
             (r#"{"model":"m","latency_ms":-3}"#, "latency_ms"),
             (r#"{"model":"m","attempt":-1}"#, "attempt"),
             (r#"[1]"#, "(record)"),
+            (r#""a string""#, "(record)"),
         ];
         for (text, field) in cases {
             let e = err(text);

@@ -9,11 +9,18 @@ use duckdb::Connection;
 use super::StoreError;
 
 /// Every migration, in order. Append only: never edit a released one.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "events",
-    include_str!("../../schemas/migrations/0001_events.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "events",
+        include_str!("../../schemas/migrations/0001_events.sql"),
+    ),
+    (
+        2,
+        "keys",
+        include_str!("../../schemas/migrations/0002_keys.sql"),
+    ),
+];
 
 /// Brings the database up to the newest schema.
 pub fn apply(conn: &Connection) -> Result<(), StoreError> {

@@ -20,7 +20,7 @@ use duckdb::Connection;
 
 use crate::config::StorageConfig;
 pub use reader::ReadPool;
-pub use writer::{WriteBatch, WriteError, WriteOutcome, WriterHandle};
+pub use writer::{CommitHook, WriteBatch, WriteError, WriteOutcome, WriterHandle};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,15 @@ impl Store {
     /// Opens (creating and migrating when needed) the database in `data_dir` and starts the
     /// writer thread.
     pub fn open(data_dir: &Path, cfg: &StorageConfig) -> anyhow::Result<Store> {
+        Self::open_with_hooks(data_dir, cfg, Vec::new())
+    }
+
+    /// Like [`Store::open`], with work the writer runs inside every commit that adds events.
+    pub fn open_with_hooks(
+        data_dir: &Path,
+        cfg: &StorageConfig,
+        hooks: Vec<Arc<dyn CommitHook>>,
+    ) -> anyhow::Result<Store> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         let path = data_dir.join("tally.duckdb");
@@ -55,8 +64,8 @@ impl Store {
         let writer_conn = conn
             .try_clone()
             .context("cannot open the writer connection")?;
-        let writer =
-            writer::spawn(writer_conn, path.clone(), cfg).context("cannot start the writer")?;
+        let writer = writer::spawn(writer_conn, path.clone(), cfg, hooks)
+            .context("cannot start the writer")?;
         let readers = ReadPool::new(conn, cfg.read_connections);
         Ok(Store {
             inner: Arc::new(Inner {

@@ -35,6 +35,8 @@ pub struct WriteBatch {
     pub received_at: DateTime<Utc>,
     /// The HTTP request id, kept with rejects so a user can find them.
     pub http_request: Option<String>,
+    /// The writing key's project, kept with rejects so only that project sees them.
+    pub project: Option<String>,
 }
 
 /// What happened to a batch.
@@ -57,10 +59,19 @@ pub enum WriteError {
     Commit(String),
 }
 
+/// A small write run on the writer thread in its own transaction (keys, budgets, imports…):
+/// everything that writes goes through the one writer, so there are no write-write conflicts.
+type ExecFn =
+    Box<dyn FnOnce(&Connection) -> Result<Box<dyn std::any::Any + Send>, StoreError> + Send>;
+
 enum Command {
     Write {
         batch: WriteBatch,
         ack: oneshot::Sender<Result<WriteOutcome, WriteError>>,
+    },
+    Exec {
+        f: ExecFn,
+        ack: oneshot::Sender<Result<Box<dyn std::any::Any + Send>, StoreError>>,
     },
     Checkpoint {
         ack: oneshot::Sender<Result<(), String>>,
@@ -148,11 +159,29 @@ impl WriterHandle {
     }
 }
 
+/// Work that must happen in the same transaction as the events that cause it: budget
+/// evaluation writing its alert rows (the outbox), rollup maintenance. Hooks run on the writer
+/// thread, so they never conflict with another write.
+pub trait CommitHook: Send + Sync {
+    /// Runs inside the group's transaction after its new (non-duplicate) events were appended;
+    /// an error rolls the whole group back and fails its requests.
+    fn after_append(&self, conn: &Connection, fresh: &[&PricedEvent]) -> Result<(), StoreError>;
+
+    /// Runs after the commit, outside the transaction (e.g. to wake a dispatcher).
+    fn after_commit(&self) {}
+}
+
 /// Starts the writer thread on `conn`.
-pub fn spawn(conn: Connection, path: PathBuf, cfg: &StorageConfig) -> anyhow::Result<WriterHandle> {
+pub fn spawn(
+    conn: Connection,
+    path: PathBuf,
+    cfg: &StorageConfig,
+    hooks: Vec<std::sync::Arc<dyn CommitHook>>,
+) -> anyhow::Result<WriterHandle> {
     let (tx, rx) = mpsc::channel(cfg.queue_capacity);
     prepare(&conn)?;
     let writer = Writer {
+        hooks,
         conn,
         wal_path: wal_path(&path),
         max_commit_rows: cfg.max_commit_rows,
@@ -184,6 +213,7 @@ fn prepare(conn: &Connection) -> Result<(), StoreError> {
 }
 
 struct Writer {
+    hooks: Vec<std::sync::Arc<dyn CommitHook>>,
     conn: Connection,
     wal_path: PathBuf,
     max_commit_rows: usize,
@@ -319,6 +349,10 @@ impl Writer {
             appender.append_record_batch(batch)?;
             // An error during the implicit flush on drop would be lost; flush explicitly.
             appender.flush()?;
+            drop(appender);
+            for hook in &self.hooks {
+                hook.after_append(&self.conn, &fresh)?;
+            }
         }
         let has_rejects = group.iter().any(|p| !p.batch.rejects.is_empty());
         if has_rejects {
@@ -333,12 +367,18 @@ impl Writer {
                         r.field,
                         r.reason,
                         r.raw,
+                        pending.batch.project,
                     ])?;
                 }
             }
             appender.flush()?;
         }
         self.conn.execute_batch("COMMIT")?;
+        if !fresh.is_empty() {
+            for hook in &self.hooks {
+                hook.after_commit();
+            }
+        }
 
         let mut outcomes = Vec::with_capacity(group.len());
         let mut offset = 0;

@@ -1,9 +1,11 @@
-//! Bearer-key authentication.
+//! Authentication and role checks for HTTP.
 //!
-//! With an admin key configured, every endpoint but the health probes needs
-//! `Authorization: Bearer <key>`. Keys are compared by their SHA-256 digests, so the comparison
-//! time does not depend on how much of a guessed key is right. Without a key the server runs
-//! open, which `app` allows only on a loopback address.
+//! [`authenticate`] turns a request into a [`Principal`]: the bootstrap admin key from the
+//! configuration, an API key from the key ring, or — only on a server without an admin key,
+//! which `app` allows only on loopback — an implicit superuser. It puts the principal into the
+//! request's extensions; [`require`] layers then gate whole route groups by role, so a handler
+//! cannot forget its check. Secrets are compared as SHA-256 digests, so the comparison time does
+//! not depend on how much of a guessed key is right.
 
 use std::sync::Arc;
 
@@ -11,61 +13,113 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
+use chrono::Utc;
 
 use super::error::Error;
+use crate::analytics::params::Filter;
+use crate::domain::dimension::Dimension;
+use crate::keys::{digest_hex, KeyRing, Principal, Role};
 
 /// What the server accepts as credentials.
 #[derive(Clone)]
 pub struct Auth {
-    admin_key_digest: Option<[u8; 32]>,
+    admin_key_digest: Option<String>,
+    keys: Arc<KeyRing>,
 }
 
 impl Auth {
-    pub fn new(admin_key: Option<&str>) -> Self {
+    pub fn new(admin_key: Option<&str>, keys: Arc<KeyRing>) -> Self {
         Self {
-            admin_key_digest: admin_key.map(digest),
+            admin_key_digest: admin_key.map(digest_hex),
+            keys,
         }
     }
 
-    /// True when no key is required.
+    /// True when requests without a key are let in (no admin key configured; loopback only).
     pub fn is_open(&self) -> bool {
         self.admin_key_digest.is_none()
     }
 
-    fn check(&self, presented: Option<&str>) -> Result<(), Error> {
-        let Some(expected) = &self.admin_key_digest else {
-            return Ok(());
-        };
-        let Some(key) = presented else {
-            return Err(Error::Unauthorized(
+    /// The principal behind a presented secret, or behind no secret at all.
+    pub fn principal(&self, presented: Option<&str>) -> Result<Principal, Error> {
+        match presented {
+            Some(secret) => {
+                if self.admin_key_digest.as_deref() == Some(digest_hex(secret).as_str()) {
+                    return Ok(Principal::superuser());
+                }
+                self.keys
+                    .authenticate(secret, Utc::now())
+                    .ok_or_else(|| Error::Unauthorized("invalid or revoked API key".into()))
+            }
+            None if self.is_open() => Ok(Principal::superuser()),
+            None => Err(Error::Unauthorized(
                 "missing API key: send Authorization: Bearer <key>".into(),
-            ));
-        };
-        if digest(key) == *expected {
-            Ok(())
-        } else {
-            Err(Error::Unauthorized("invalid API key".into()))
+            )),
         }
     }
 }
 
-fn digest(key: &str) -> [u8; 32] {
-    Sha256::digest(key.trim().as_bytes()).into()
-}
-
-/// Middleware: rejects requests without a valid key.
-pub async fn require_key(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
+/// The bearer secret of a request, if any.
+pub fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
-        });
-    match auth.check(presented) {
-        Ok(()) => next.run(req).await,
+        })
+        .map(str::trim)
+}
+
+/// Middleware: resolves the principal or answers 401.
+pub async fn authenticate(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
+    match auth.principal(bearer(&req)) {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     }
+}
+
+/// Middleware: lets only principals whose role allows `needed` through (403 otherwise).
+pub async fn require(State(needed): State<Role>, req: Request, next: Next) -> Response {
+    let Some(principal) = req.extensions().get::<Principal>() else {
+        return Error::Unauthorized("not authenticated".into()).into_response();
+    };
+    if principal.role.allows(needed) {
+        next.run(req).await
+    } else {
+        Error::Forbidden(format!(
+            "this key has the {} role; this endpoint needs {}",
+            principal.role,
+            match needed {
+                Role::Ingest => "ingest (or admin)",
+                Role::Read => "read (or admin)",
+                Role::Admin => "admin",
+            }
+        ))
+        .into_response()
+    }
+}
+
+/// Limits a query to the principal's project: a filter naming another project is a 403, and
+/// a query without one gets the principal's project added.
+pub fn scope(principal: &Principal, filters: &mut Vec<Filter>) -> Result<(), Error> {
+    let Some(own) = principal.project_scope() else {
+        return Ok(());
+    };
+    if let Some(f) = filters.iter().find(|f| f.dim == Dimension::Project) {
+        if f.values.iter().any(|v| v.as_deref() != Some(own)) {
+            return Err(Error::Forbidden(format!(
+                "this key reads only project {own:?}"
+            )));
+        }
+    }
+    filters.retain(|f| f.dim != Dimension::Project);
+    filters.push(Filter {
+        dim: Dimension::Project,
+        values: vec![Some(own.to_string())],
+    });
+    Ok(())
 }

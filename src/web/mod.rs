@@ -6,19 +6,22 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod pages;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderName, Request};
-use axum::routing::{get, post};
+use axum::http::{header, HeaderName, HeaderValue, Request};
+use axum::routing::{delete, get, post};
 use axum::{middleware, Router};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+use crate::keys::{KeyRing, Role};
 use crate::pricing::Pricer;
 use crate::store::Store;
 
@@ -30,27 +33,42 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub pricer: Arc<Pricer>,
+    pub keys: Arc<KeyRing>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the whole router.
 pub fn router(state: AppState) -> Router {
-    let auth = Arc::new(auth::Auth::new(state.config.admin_key.as_deref()));
-    let protected = Router::new()
-        .route("/", get(pages::home::page))
+    let auth = Arc::new(auth::Auth::new(
+        state.config.admin_key.as_deref(),
+        state.keys.clone(),
+    ));
+    // Each group is gated by role as a whole, so no handler can forget its check.
+    let ingest = Router::new()
         .route("/v1/ingest", post(api::ingest::ingest))
+        .route_layer(middleware::from_fn_with_state(Role::Ingest, auth::require));
+    let read = Router::new()
+        .route("/", get(pages::home::page))
         .route("/api/v1/costs", get(api::costs::costs))
         .route("/api/v1/rejects", get(api::rejects::rejects))
-        .route_layer(middleware::from_fn_with_state(auth, auth::require_key));
-    Router::new()
+        .route_layer(middleware::from_fn_with_state(Role::Read, auth::require));
+    let admin = Router::new()
+        .route("/api/v1/keys", get(api::keys::list).post(api::keys::create))
+        .route("/api/v1/keys/{id}", delete(api::keys::revoke))
+        .route_layer(middleware::from_fn_with_state(Role::Admin, auth::require));
+    let protected = ingest
+        .merge(read)
+        .merge(admin)
+        .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));
+    let app = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/static/tally.css", get(pages::stylesheet))
         .merge(protected)
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
-        .with_state(state)
-        .layer(
+        .with_state(state);
+    with_security_headers(app).layer(
             tower::ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -58,8 +76,34 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 }))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(300))),
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_secs(300),
+                )),
         )
+}
+
+/// Headers every answer carries: no inline scripts or framing, no MIME sniffing, no referrer.
+fn with_security_headers(router: Router) -> Router {
+    const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                       connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+    router
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
 }
 
 /// The request id of the current request, as set by the middleware.

@@ -197,10 +197,11 @@ fn read_measures(r: &duckdb::Row<'_>, start: usize) -> duckdb::Result<RawMeasure
     })
 }
 
+/// Earliest and latest event time, when there are events.
+pub type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// First and last event time, to close an open range.
-pub fn span(
-    conn: &Connection,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError> {
+pub fn span(conn: &Connection) -> Result<Span, StoreError> {
     let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
         "SELECT epoch_us(min(ts)), epoch_us(max(ts)) FROM events",
         [],

@@ -5,6 +5,7 @@
 //! and its parameters together so the two cannot drift apart.
 
 pub mod costs;
+pub mod keys;
 pub mod rejects;
 
 use chrono::{DateTime, Utc};

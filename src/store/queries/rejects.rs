@@ -11,6 +11,8 @@ use crate::store::StoreError;
 /// Which rejects to list.
 #[derive(Debug, Clone)]
 pub struct RejectsQuery {
+    /// Set from the caller's key, never from a parameter: only that project's rejects.
+    pub project: Option<String>,
     pub limit: usize,
     pub offset: usize,
     pub source_format: Option<String>,
@@ -20,6 +22,7 @@ pub struct RejectsQuery {
 impl RejectsQuery {
     pub fn parse(pairs: &[(String, String)]) -> Result<Self, ParamError> {
         let mut q = RejectsQuery {
+            project: None,
             limit: 100,
             offset: 0,
             source_format: None,
@@ -62,6 +65,9 @@ pub struct RejectRow {
 pub fn list(conn: &Connection, q: &RejectsQuery) -> Result<(Vec<RejectRow>, i64), StoreError> {
     let mut filter = Sql::default();
     filter.push(" WHERE TRUE");
+    if let Some(p) = &q.project {
+        filter.push(" AND project = ").bind(Value::Text(p.clone()));
+    }
     if let Some(f) = &q.source_format {
         filter
             .push(" AND source_format = ")

@@ -8,12 +8,14 @@
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap};
+use axum::Extension;
 use axum::Json;
 use chrono::Utc;
 use serde::Serialize;
 
 use crate::analytics::params::pairs;
 use crate::ingest::{self, Format, Limits};
+use crate::keys::Principal;
 use crate::store::WriteBatch;
 use crate::web::{request_id, AppState, Error};
 
@@ -35,6 +37,7 @@ pub struct RejectedRecord {
 
 pub async fn ingest(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -78,6 +81,7 @@ pub async fn ingest(
     let received_at = Utc::now();
     let pricer = state.pricer.clone();
     let cfg = cfg.clone();
+    let writer = principal.clone();
     let batch = tokio::task::spawn_blocking(move || {
         let decoded =
             ingest::body::decode(&bytes, encoding.as_deref(), cfg.max_decompressed_bytes)?;
@@ -90,6 +94,7 @@ pub async fn ingest(
             limits: &limits,
             max_records: cfg.max_records,
             now: received_at,
+            principal: &writer,
         };
         ingest::parse_body(&decoded, kind, format, &ctx)
     })
@@ -116,6 +121,7 @@ pub async fn ingest(
             rejects: batch.rejects,
             received_at,
             http_request: request_id(&headers),
+            project: principal.project.clone(),
         })
         .await?;
     Ok(Json(IngestAnswer {

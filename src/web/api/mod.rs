@@ -2,4 +2,5 @@
 
 pub mod costs;
 pub mod ingest;
+pub mod keys;
 pub mod rejects;

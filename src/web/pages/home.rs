@@ -4,6 +4,7 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
+use axum::Extension;
 use chrono::{Duration, Utc};
 
 use crate::analytics::costs::{self, CostQuery, MeasuresJson};
@@ -11,7 +12,8 @@ use crate::analytics::params::{Common, OrderBy, TimeRange, DEFAULT_LIMIT};
 use crate::analytics::time::Interval;
 use crate::domain::dimension::Dimension;
 use crate::domain::money::{display_usd, to_api_string};
-use crate::web::{AppState, Error};
+use crate::keys::Principal;
+use crate::web::{auth, AppState, Error};
 
 const DAYS: i64 = 30;
 
@@ -37,8 +39,13 @@ pub struct TopRow {
     pub errors: i64,
 }
 
-pub async fn page(State(state): State<AppState>) -> Result<Response, Error> {
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, Error> {
     let now = Utc::now();
+    let mut filters = Vec::new();
+    auth::scope(&principal, &mut filters)?;
     let range = TimeRange {
         from: Some(now - Duration::days(DAYS)),
         to: Some(now),
@@ -49,7 +56,7 @@ pub async fn page(State(state): State<AppState>) -> Result<Response, Error> {
             interval: Interval::None,
             tz: chrono_tz::Tz::UTC,
             group_by,
-            filters: Vec::new(),
+            filters: filters.clone(),
             order: Some(OrderBy {
                 key: "cost".into(),
                 descending: true,

@@ -1,0 +1,343 @@
+//! Authorization through a real server: every endpoint × every kind of credential, and project
+//! isolation (a key of project A never reads or writes project B).
+//!
+//! Adding an endpoint? Add it to `ENDPOINTS` with the role it needs; the matrix test then checks
+//! it for every credential.
+
+#[macro_use]
+mod common;
+
+use common::start_with;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "bootstrap-admin-key-0123456789";
+
+/// Who needs what: (method, path, body, role needed). `role` is "ingest", "read" or "admin";
+/// "public" needs nothing.
+const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
+    ("GET", "/healthz", "", "public"),
+    ("GET", "/readyz", "", "public"),
+    ("POST", "/v1/ingest", r#"{"model":"gpt-4o"}"#, "ingest"),
+    ("GET", "/api/v1/costs", "", "read"),
+    ("GET", "/api/v1/rejects", "", "read"),
+    ("GET", "/", "", "read"),
+    ("GET", "/api/v1/keys", "", "admin"),
+    (
+        "POST",
+        "/api/v1/keys",
+        r#"{"name":"m","role":"read","project":"a"}"#,
+        "admin",
+    ),
+    ("DELETE", "/api/v1/keys/key_doesnotexist", "", "admin"),
+];
+
+async fn call(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    key: Option<&str>,
+) -> (u16, Value) {
+    let url = format!("{base}{path}");
+    let mut rb = match method {
+        "GET" => client.get(url),
+        "POST" => client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+        "DELETE" => client.delete(url),
+        other => panic!("method {other}"),
+    };
+    if let Some(k) = key {
+        rb = rb.bearer_auth(k);
+    }
+    let resp = rb.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn create_key(
+    client: &reqwest::Client,
+    base: &str,
+    role: &str,
+    project: Option<&str>,
+) -> (String, String) {
+    let (status, body) = call(
+        client,
+        base,
+        "POST",
+        "/api/v1/keys",
+        &json!({"name": format!("{role}-{project:?}"), "role": role, "project": project})
+            .to_string(),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (
+        body["id"].as_str().unwrap().to_string(),
+        body["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn every_endpoint_for_every_credential() {
+    let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
+    let client = reqwest::Client::new();
+    let base = srv.url.clone();
+    let (_, ingest_a) = create_key(&client, &base, "ingest", Some("a")).await;
+    let (_, read_a) = create_key(&client, &base, "read", Some("a")).await;
+    let (_, admin_api) = create_key(&client, &base, "admin", None).await;
+    let (revoked_id, revoked) = create_key(&client, &base, "read", Some("a")).await;
+    let (status, _) = call(
+        &client,
+        &base,
+        "DELETE",
+        &format!("/api/v1/keys/{revoked_id}"),
+        "",
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let credentials: Vec<(&str, Option<&str>, &[&str])> = vec![
+        ("no key", None, &[]),
+        ("wrong key", Some("tk_not-a-real-key-at-all"), &[]),
+        ("revoked key", Some(revoked.as_str()), &[]),
+        ("ingest key", Some(ingest_a.as_str()), &["ingest"]),
+        ("read key", Some(read_a.as_str()), &["read"]),
+        (
+            "admin API key",
+            Some(admin_api.as_str()),
+            &["ingest", "read", "admin"],
+        ),
+        (
+            "bootstrap admin key",
+            Some(ADMIN),
+            &["ingest", "read", "admin"],
+        ),
+    ];
+    for (who, key, roles) in &credentials {
+        for (method, path, body, needed) in ENDPOINTS {
+            let (status, answer) = call(&client, &base, method, path, body, *key).await;
+            let expected: &[u16] = if *needed == "public" {
+                &[200]
+            } else if key.is_none() || *who == "wrong key" || *who == "revoked key" {
+                &[401]
+            } else if roles.contains(needed) {
+                // Allowed: success, or a 404 for the made-up key id.
+                &[200, 201, 404]
+            } else {
+                &[403]
+            };
+            assert!(
+                expected.contains(&status),
+                "{who} {method} {path}: {status} {answer}"
+            );
+            if status == 401 || status == 403 {
+                let code = answer["error"]["code"].as_str().unwrap_or_default();
+                assert!(
+                    code == "unauthorized" || code == "forbidden",
+                    "{who} {method} {path}: {answer}"
+                );
+            }
+        }
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_project_key_never_reads_or_writes_another_project() {
+    let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
+    let client = reqwest::Client::new();
+    let base = srv.url.clone();
+    let (_, ingest_a) = create_key(&client, &base, "ingest", Some("a")).await;
+    let (_, ingest_b) = create_key(&client, &base, "ingest", Some("b")).await;
+    let (_, read_a) = create_key(&client, &base, "read", Some("a")).await;
+    let (_, read_b) = create_key(&client, &base, "read", Some("b")).await;
+
+    // Writes: records land in the key's project; naming another project is a reject.
+    let body = json!([
+        {"model": "gpt-4o", "cost": "1"},
+        {"model": "gpt-4o", "cost": "2", "project": "a"},
+        {"model": "gpt-4o", "cost": "4", "project": "b"},
+    ])
+    .to_string();
+    let (status, answer) = call(&client, &base, "POST", "/v1/ingest", &body, Some(&ingest_a)).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["accepted"], 2);
+    assert_eq!(answer["rejected"][0]["index"], 2);
+    assert_eq!(answer["rejected"][0]["field"], "project");
+    let (_, answer) = call(
+        &client,
+        &base,
+        "POST",
+        "/v1/ingest",
+        &json!({"model": "gpt-4o", "cost": "8"}).to_string(),
+        Some(&ingest_b),
+    )
+    .await;
+    assert_eq!(answer["accepted"], 1);
+    // The bootstrap admin writes where the record says, else to `default`.
+    let (_, answer) = call(
+        &client,
+        &base,
+        "POST",
+        "/v1/ingest",
+        &json!([{"model": "m", "cost": "16"}, {"model": "m", "cost": "32", "project": "b"}])
+            .to_string(),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(answer["accepted"], 2);
+
+    // Reads: each project's key sees only its own totals; naming another project is a 403.
+    let total = |v: &Value| {
+        v["total"]["cost"]
+            .as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap()
+    };
+    let (_, a) = call(&client, &base, "GET", "/api/v1/costs", "", Some(&read_a)).await;
+    assert_eq!(total(&a), dec!(3));
+    let (_, b) = call(
+        &client,
+        &base,
+        "GET",
+        "/api/v1/costs?group_by=project",
+        "",
+        Some(&read_b),
+    )
+    .await;
+    assert_eq!(total(&b), dec!(40));
+    assert_eq!(b["rows"].as_array().unwrap().len(), 1);
+    let (status, _) = call(
+        &client,
+        &base,
+        "GET",
+        "/api/v1/costs?project=b",
+        "",
+        Some(&read_a),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &client,
+        &base,
+        "GET",
+        "/api/v1/costs?project=a",
+        "",
+        Some(&read_a),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, all) = call(
+        &client,
+        &base,
+        "GET",
+        "/api/v1/costs?group_by=project&order=project",
+        "",
+        Some(ADMIN),
+    )
+    .await;
+    let projects: Vec<&str> = all["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["project"].as_str().unwrap())
+        .collect();
+    assert_eq!(projects, vec!["a", "b", "default"]);
+    assert_eq!(total(&all), dec!(59)); // 1 + 2 (a) + 8 + 32 (b) + 16 (default); the 4 was refused
+
+    // Rejects are per project too.
+    let (_, ra) = call(&client, &base, "GET", "/api/v1/rejects", "", Some(&read_a)).await;
+    assert_eq!(ra["total"], 1);
+    let (_, rb) = call(&client, &base, "GET", "/api/v1/rejects", "", Some(&read_b)).await;
+    assert_eq!(rb["total"], 0);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn keys_are_shown_once_listed_without_secrets_and_track_use() {
+    let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
+    let client = reqwest::Client::new();
+    let base = srv.url.clone();
+    let (id, secret) = create_key(&client, &base, "read", Some("a")).await;
+    let (status, _) = call(&client, &base, "GET", "/api/v1/costs", "", Some(&secret)).await;
+    assert_eq!(status, 200);
+    let (_, listed) = call(&client, &base, "GET", "/api/v1/keys", "", Some(ADMIN)).await;
+    let text = listed.to_string();
+    assert!(!text.contains(&secret), "a listing leaked a secret");
+    let key = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(key["role"], "read");
+    assert_eq!(key["project"], "a");
+    assert!(secret.starts_with(key["prefix"].as_str().unwrap()));
+
+    for bad in [
+        json!({"name": "x", "role": "admin", "project": "a"}),
+        json!({"name": "x", "role": "read"}),
+        json!({"name": "x", "role": "owner", "project": "a"}),
+        json!({"name": "", "role": "read", "project": "a"}),
+    ] {
+        let (status, body) = call(
+            &client,
+            &base,
+            "POST",
+            "/api/v1/keys",
+            &bad.to_string(),
+            Some(ADMIN),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request");
+    }
+
+    // Last use is written back at shutdown; the data directory keeps it.
+    let dir = srv.stop().await;
+    let conn = duckdb::Connection::open(dir.path().join("tally.duckdb")).unwrap();
+    let used: Option<i64> = conn
+        .query_row(
+            "SELECT epoch_us(last_used_at) FROM api_keys WHERE id = ?",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(used.is_some(), "last_used_at was not recorded");
+}
+
+#[tokio::test]
+async fn answers_carry_security_headers_and_a_request_id() {
+    let srv = common::start().await;
+    for path in ["/", "/api/v1/costs", "/healthz", "/nope"] {
+        let resp = srv.client.get(srv.url(path)).send().await.unwrap();
+        let h = resp.headers();
+        let csp = h.get("content-security-policy").unwrap().to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(
+            h.get("x-content-type-options").unwrap(),
+            "nosniff",
+            "{path}"
+        );
+        assert_eq!(h.get("x-frame-options").unwrap(), "DENY", "{path}");
+        assert!(
+            h.get("x-request-id").is_some_and(|v| v.len() >= 32),
+            "{path}"
+        );
+    }
+    srv.stop().await;
+}
