@@ -604,19 +604,29 @@ async fn costs_group_filter_bucket_order_and_limit() {
 async fn with_an_admin_key_every_endpoint_but_health_needs_it() {
     let key = "test-admin-key-0123456789abcdef";
     let srv = start_with(|c| c.admin_key = Some(key.into())).await;
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     for path in ["/api/v1/costs", "/api/v1/rejects", "/"] {
+        let page = path == "/";
         let r = client.get(srv.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), 401, "{path}");
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "unauthorized");
+        if page {
+            // People get the sign-in form, with the way back.
+            assert_eq!(r.status(), 303, "{path}");
+            assert_eq!(r.headers()["location"], "/signin?next=%2F");
+        } else {
+            assert_eq!(r.status(), 401, "{path}");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "unauthorized");
+        }
         let r = client
             .get(srv.url(path))
             .bearer_auth("wrong-key-wrong-key")
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 401, "{path}");
+        assert_eq!(r.status(), if page { 303 } else { 401 }, "{path}");
         let r = client
             .get(srv.url(path))
             .bearer_auth(key)

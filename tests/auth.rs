@@ -21,6 +21,8 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/api/v1/costs", "", "read"),
     ("GET", "/api/v1/rejects", "", "read"),
     ("GET", "/", "", "read"),
+    ("GET", "/explore", "", "read"),
+    ("GET", "/explore.csv", "", "read"),
     ("GET", "/api/v1/keys", "", "admin"),
     (
         "POST",
@@ -30,6 +32,9 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ),
     ("DELETE", "/api/v1/keys/key_doesnotexist", "", "admin"),
 ];
+
+/// Endpoints that are dashboard pages (HTML answers).
+const ENDPOINT_PAGES: &[&str] = &["/", "/explore", "/explore.csv"];
 
 async fn call(
     client: &reqwest::Client,
@@ -87,7 +92,10 @@ async fn create_key(
 #[tokio::test]
 async fn every_endpoint_for_every_credential() {
     let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let base = srv.url.clone();
     let (_, ingest_a) = create_key(&client, &base, "ingest", Some("a")).await;
     let (_, read_a) = create_key(&client, &base, "read", Some("a")).await;
@@ -127,7 +135,12 @@ async fn every_endpoint_for_every_credential() {
             let expected: &[u16] = if *needed == "public" {
                 &[200]
             } else if key.is_none() || *who == "wrong key" || *who == "revoked key" {
-                &[401]
+                // Pages answer people: they send them to the sign-in form.
+                if path.starts_with("/api/") || path.starts_with("/v1/") {
+                    &[401]
+                } else {
+                    &[303]
+                }
             } else if roles.contains(needed) {
                 // Allowed: success, or a 404 for the made-up key id.
                 &[200, 201, 404]
@@ -138,7 +151,7 @@ async fn every_endpoint_for_every_credential() {
                 expected.contains(&status),
                 "{who} {method} {path}: {status} {answer}"
             );
-            if status == 401 || status == 403 {
+            if (status == 401 || status == 403) && !ENDPOINT_PAGES.contains(path) {
                 let code = answer["error"]["code"].as_str().unwrap_or_default();
                 assert!(
                     code == "unauthorized" || code == "forbidden",
@@ -153,7 +166,10 @@ async fn every_endpoint_for_every_credential() {
 #[tokio::test]
 async fn a_project_key_never_reads_or_writes_another_project() {
     let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let base = srv.url.clone();
     let (_, ingest_a) = create_key(&client, &base, "ingest", Some("a")).await;
     let (_, ingest_b) = create_key(&client, &base, "ingest", Some("b")).await;
@@ -265,7 +281,10 @@ async fn a_project_key_never_reads_or_writes_another_project() {
 #[tokio::test]
 async fn keys_are_shown_once_listed_without_secrets_and_track_use() {
     let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let base = srv.url.clone();
     let (id, secret) = create_key(&client, &base, "read", Some("a")).await;
     let (status, _) = call(&client, &base, "GET", "/api/v1/costs", "", Some(&secret)).await;
