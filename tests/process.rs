@@ -121,8 +121,10 @@ async fn sigkill_after_acknowledgement_loses_nothing_acknowledged() {
     let total: Value = client
         .get(format!("{}/api/v1/costs", server.url))
         .send()
+        .await
         .unwrap()
         .json()
+        .await
         .unwrap();
     assert_eq!(
         total["total"]["requests"].as_u64(),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::*;
 
-const MTOK: Decimal = dec!(1_000_000);
+const MTOK: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 const P: &str = "genai-prices@47df840";
 
 fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {

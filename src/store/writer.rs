@@ -57,10 +57,18 @@ pub enum WriteError {
     Commit(String),
 }
 
+/// A closure run on the writer's connection by [`WriterHandle::exec`], returning a boxed value.
+type ExecFn =
+    Box<dyn FnOnce(&Connection) -> Result<Box<dyn std::any::Any + Send>, StoreError> + Send>;
+
 enum Command {
     Write {
         batch: WriteBatch,
         ack: oneshot::Sender<Result<WriteOutcome, WriteError>>,
+    },
+    Exec {
+        f: ExecFn,
+        ack: oneshot::Sender<Result<Box<dyn std::any::Any + Send>, StoreError>>,
     },
     Checkpoint {
         ack: oneshot::Sender<Result<(), String>>,
