@@ -245,6 +245,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's own error
     fn file_then_environment_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tally.toml");
@@ -277,6 +278,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's own error
     fn the_example_file_is_a_valid_configuration() {
         // Inside a Jail: it serializes tests that touch the process environment.
         figment::Jail::expect_with(|_| {

@@ -100,7 +100,7 @@ pub async fn query(store: &Store, q: CostQuery) -> Result<CostAnswer, QueryError
     if c.interval != Interval::None {
         // An open range is closed by the data itself so buckets can be listed.
         if from.is_none() || to.is_none() {
-            let (lo, hi) = store.read(|conn| queries::costs::span(conn)).await?;
+            let (lo, hi) = store.read(queries::costs::span).await?;
             from = from.or(lo);
             to = to.or(hi.map(|h| h + chrono::Duration::microseconds(1)));
         }

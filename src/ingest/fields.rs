@@ -38,8 +38,11 @@ impl FieldError {
         let message = strip_position(&inner.to_string());
         if let Some(rest) = message.strip_prefix("unknown field `") {
             if let Some((name, _)) = rest.split_once('`') {
-                let field = if path == "." {
+                // serde_path_to_error may already end the path with the unknown field.
+                let field = if path == "." || path == name {
                     name.to_string()
+                } else if path.ends_with(&format!(".{name}")) {
+                    path
                 } else {
                     format!("{path}.{name}")
                 };

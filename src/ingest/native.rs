@@ -111,6 +111,13 @@ pub fn parse(
     now: DateTime<Utc>,
     limits: &fields::Limits,
 ) -> Result<UsageEvent, FieldError> {
+    // serde would read a struct from an array positionally and blame its first element.
+    if text.trim_start().starts_with('[') {
+        return Err(FieldError::new(
+            "(record)",
+            "invalid type: an array, expected a JSON object (one record)",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     let record: NativeRecord<'_> =
         serde_path_to_error::deserialize(de).map_err(FieldError::from_serde)?;

@@ -418,7 +418,7 @@ mod tests {
             .query_row(
                 "SELECT count(*), sum(reported_cost)::VARCHAR, sum(computed_cost)::VARCHAR, sum(cache_write_1h),
                         sum(web_search_requests), max(http_status), max(list_extract(tags, 2)), max(metadata),
-                        max(cost_source), max(epoch(ts))::BIGINT FROM events",
+                        max(cost_source), max(epoch_us(ts)) // 1000000 FROM events",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?)),
             )

@@ -38,9 +38,11 @@ pub fn init_logs() {
 
 /// A config for tests: loopback, port 0, a fresh data directory.
 pub fn test_config(dir: &TempDir) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".into();
-    config.data_dir = dir.path().to_path_buf();
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
     config.storage.memory_limit = "512MB".into();
     config.storage.threads = 2;
     config

@@ -198,6 +198,7 @@ fn read_measures(r: &duckdb::Row<'_>, start: usize) -> duckdb::Result<RawMeasure
 }
 
 /// First and last event time, to close an open range.
+#[allow(clippy::type_complexity)]
 pub fn span(
     conn: &Connection,
 ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError> {
