@@ -188,6 +188,7 @@ fn prepare(conn: &Connection) -> Result<(), StoreError> {
         "CREATE TEMP TABLE IF NOT EXISTS dedup_ids (k VARCHAR);
          CREATE TEMP TABLE IF NOT EXISTS dedup_requests (p VARCHAR, r VARCHAR);",
     )?;
+    super::gapfill::prepare(conn)?;
     Ok(())
 }
 
@@ -328,6 +329,16 @@ impl Writer {
             // An error during the implicit flush on drop would be lost; flush explicitly.
             appender.flush()?;
         }
+        // A duplicate from another source fills what the stored copy left empty.
+        let dups: Vec<&PricedEvent> = all
+            .iter()
+            .zip(&dup)
+            .filter(|(_, d)| **d)
+            .map(|(e, _)| *e)
+            .collect();
+        if !dups.is_empty() {
+            super::gapfill::fill_gaps(&self.conn, &dups)?;
+        }
         let has_rejects = group.iter().any(|p| !p.batch.rejects.is_empty());
         if has_rejects {
             let mut appender = self.conn.appender("rejects")?;
@@ -363,8 +374,9 @@ impl Writer {
         Ok(outcomes)
     }
 
-    /// Marks each event that repeats an earlier one: by idempotency key, else by provider and
-    /// provider request id; within the group first, then against stored events near its time.
+    /// Marks each event that repeats an earlier one: by idempotency key or by provider and
+    /// provider request id (either matching is enough); within the group first, then against
+    /// stored events near its time.
     fn find_duplicates(&self, events: &[&PricedEvent]) -> Result<Vec<bool>, StoreError> {
         let mut dup = vec![false; events.len()];
         let mut ids: HashSet<&str> = HashSet::new();
@@ -372,14 +384,17 @@ impl Writer {
         let (mut min_ts, mut max_ts) = (None::<DateTime<Utc>>, None::<DateTime<Utc>>);
         for (i, e) in events.iter().enumerate() {
             let ev = &e.event;
-            let seen = match (&ev.idem_key, &ev.request_id) {
-                (Some(id), _) => !ids.insert(id.as_str()),
-                (None, Some(req)) => {
-                    !requests.insert((ev.provider.as_deref().unwrap_or(""), req.as_str()))
-                }
-                (None, None) => continue,
-            };
-            dup[i] = seen;
+            if ev.idem_key.is_none() && ev.request_id.is_none() {
+                continue;
+            }
+            // Either key marks a copy: the explicit id (a retry), or provider + provider
+            // request id (the same call arriving through another source).
+            let by_id = ev.idem_key.as_deref().is_some_and(|id| !ids.insert(id));
+            let by_request = ev
+                .request_id
+                .as_deref()
+                .is_some_and(|req| !requests.insert((ev.provider.as_deref().unwrap_or(""), req)));
+            dup[i] = by_id || by_request;
             min_ts = Some(min_ts.map_or(ev.ts, |m| m.min(ev.ts)));
             max_ts = Some(max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
         }
@@ -434,12 +449,14 @@ impl Writer {
         }
         for (i, e) in events.iter().enumerate() {
             let ev = &e.event;
-            let stored = match (&ev.idem_key, &ev.request_id) {
-                (Some(id), _) => stored_ids.contains(id.as_str()),
-                (None, Some(req)) => stored_requests
-                    .contains(&(ev.provider.clone().unwrap_or_default(), req.clone())),
-                (None, None) => false,
-            };
+            let stored = ev
+                .idem_key
+                .as_deref()
+                .is_some_and(|id| stored_ids.contains(id))
+                || ev.request_id.as_ref().is_some_and(|req| {
+                    stored_requests
+                        .contains(&(ev.provider.clone().unwrap_or_default(), req.clone()))
+                });
             dup[i] |= stored;
         }
         Ok(dup)
