@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/", get(pages::home::page))
         .route("/v1/ingest", post(api::ingest::ingest))
+        .route("/v1/traces", post(api::traces::traces))
         .route("/api/v1/costs", get(api::costs::costs))
         .route("/api/v1/rejects", get(api::rejects::rejects))
         .route_layer(middleware::from_fn_with_state(auth, auth::require_key));

@@ -3,3 +3,4 @@
 pub mod costs;
 pub mod ingest;
 pub mod rejects;
+pub mod traces;
