@@ -265,6 +265,24 @@ fn json_id(s: &J<'_, '_>, key: &str) -> Result<String, FieldError> {
         .map_err(|_| s.err_at(key, format!("{text:?} is neither hex nor base64")))
 }
 
+/// An OTLP enum: an integer as the OTLP/JSON rules say, or its name as the generic protobuf
+/// JSON mapping writes it (`"STATUS_CODE_ERROR"`, `"SPAN_KIND_CLIENT"`), which some encoders
+/// send.
+fn enum_value(s: &J<'_, '_>, key: &str, prefix: &str, names: &[&str]) -> Result<i64, FieldError> {
+    match s.raw(key) {
+        None => Ok(0),
+        Some(Value::String(name)) if !name.chars().all(|c| c.is_ascii_digit()) => {
+            let bare = name.trim_start_matches(prefix);
+            names
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(bare))
+                .map(|i| i as i64)
+                .ok_or_else(|| s.err_at(key, format!("unknown value {name:?}")))
+        }
+        Some(_) => Ok(s.int(key)?.unwrap_or(0)),
+    }
+}
+
 /// A uint64 nanosecond time: a decimal string (the OTLP/JSON rule) or a number.
 fn json_nanos(s: &J<'_, '_>, key: &str) -> Result<u64, FieldError> {
     match s.raw(key) {
@@ -296,7 +314,7 @@ pub fn spans_from_json(v: &Value) -> Result<Vec<SpanIn>, FieldError> {
                 let (code, message) = span
                     .with_obj("status", |st| {
                         Ok((
-                            st.int("code")?.unwrap_or(0),
+                            enum_value(&st, "code", "STATUS_CODE_", &["UNSET", "OK", "ERROR"])?,
                             st.str("message")?.unwrap_or_default().to_string(),
                         ))
                     })?
@@ -307,7 +325,19 @@ pub fn spans_from_json(v: &Value) -> Result<Vec<SpanIn>, FieldError> {
                     span_id: json_id(&span, "spanId")?,
                     parent_span_id: json_id(&span, "parentSpanId")?,
                     name: span.str("name")?.unwrap_or_default().to_string(),
-                    kind: span.int("kind")?.unwrap_or(0),
+                    kind: enum_value(
+                        &span,
+                        "kind",
+                        "SPAN_KIND_",
+                        &[
+                            "UNSPECIFIED",
+                            "INTERNAL",
+                            "SERVER",
+                            "CLIENT",
+                            "PRODUCER",
+                            "CONSUMER",
+                        ],
+                    )?,
                     start_ns: json_nanos(&span, "startTimeUnixNano")?,
                     end_ns: json_nanos(&span, "endTimeUnixNano")?,
                     status_code: code,
@@ -470,20 +500,20 @@ impl<'s> Attrs<'s> {
 }
 
 /// Operation names of spans that wrap inference calls rather than being one.
-const NOT_INFERENCE: [&str; 6] = [
+const NOT_INFERENCE: [&str; 5] = [
     "invoke_agent",
     "create_agent",
     "execute_tool",
     "invoke_workflow",
     "retrieval",
-    "embeddings_batch",
 ];
 
-const MODEL_KEYS: [&str; 4] = [
+const MODEL_KEYS: [&str; 5] = [
     "gen_ai.response.model",
     "gen_ai.request.model",
     "llm.response.model",
     "llm.request.model",
+    "llm.model_name",
 ];
 const INPUT_KEYS: [&str; 4] = [
     "gen_ai.usage.input_tokens",
@@ -497,20 +527,23 @@ const OUTPUT_KEYS: [&str; 4] = [
     "llm.usage.completion_tokens",
     "llm.token_count.completion",
 ];
-const CACHE_READ_KEYS: [&str; 3] = [
+const CACHE_READ_KEYS: [&str; 4] = [
     "gen_ai.usage.cache_read.input_tokens",
     "gen_ai.usage.cache_read_input_tokens",
     "gen_ai.usage.prompt_tokens_details.cached_tokens",
+    "llm.token_count.prompt_details.cache_read",
 ];
-const CACHE_WRITE_KEYS: [&str; 3] = [
+const CACHE_WRITE_KEYS: [&str; 4] = [
     "gen_ai.usage.cache_creation.input_tokens",
     "gen_ai.usage.cache_creation_input_tokens",
     "gen_ai.usage.prompt_tokens_details.cache_creation_tokens",
+    "llm.token_count.prompt_details.cache_write",
 ];
-const REASONING_KEYS: [&str; 3] = [
+const REASONING_KEYS: [&str; 4] = [
     "gen_ai.usage.reasoning.output_tokens",
     "gen_ai.usage.reasoning_tokens",
     "gen_ai.usage.completion_tokens_details.reasoning_tokens",
+    "llm.token_count.completion_details.reasoning",
 ];
 
 /// One span → an event, `None` (not an inference span), or the reason it cannot be read.
@@ -530,6 +563,13 @@ fn map_span(span: &SpanIn, cx: &MapCtx<'_>) -> Result<Option<UsageEvent>, FieldE
     }
     if let Some(kind) = a.text(&["traceloop.span.kind"]) {
         if matches!(kind.as_str(), "workflow" | "task" | "agent" | "tool") {
+            return Ok(None);
+        }
+    }
+    // OpenInference marks its wrapper spans the same way; only LLM (and embedding) spans
+    // are calls.
+    if let Some(kind) = a.text(&["openinference.span.kind"]) {
+        if !matches!(kind.to_ascii_uppercase().as_str(), "LLM" | "EMBEDDING") {
             return Ok(None);
         }
     }
@@ -571,7 +611,12 @@ fn map_span(span: &SpanIn, cx: &MapCtx<'_>) -> Result<Option<UsageEvent>, FieldE
         )?);
     }
 
-    d.provider = a.text(&["gen_ai.provider.name", "gen_ai.system"]);
+    d.provider = a.text(&[
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "llm.provider",
+        "llm.system",
+    ]);
     let requested = a.text(&["gen_ai.request.model", "llm.request.model"]);
     d.model = a.text(&MODEL_KEYS);
     if requested != d.model {
@@ -692,7 +737,11 @@ fn tokens(
         check_reasoning(&path(key), r, d.tokens.output)?;
         d.tokens.reasoning = r;
     }
-    if let Some((total, key)) = a.count(&["gen_ai.usage.total_tokens", "llm.usage.total_tokens"])? {
+    if let Some((total, key)) = a.count(&[
+        "gen_ai.usage.total_tokens",
+        "llm.usage.total_tokens",
+        "llm.token_count.total",
+    ])? {
         if total != input + output {
             return Err(a.err(
                 key,
@@ -868,4 +917,58 @@ pub fn parse_traces(
         batch,
         spans: out.spans,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx_map(v: &Value) -> Mapped {
+        let lim = fields::Limits::default();
+        let defaults = super::super::RequestDefaults::default();
+        let cx = MapCtx {
+            now: chrono::Utc::now(),
+            limits: &lim,
+            defaults: &defaults,
+        };
+        map_json(v, &cx).unwrap()
+    }
+
+    #[test]
+    fn enum_names_and_openinference_spans() {
+        let s = |k: &str, v: &str| json!({"key": k, "value": {"stringValue": v}});
+        let i = |k: &str, v: i64| json!({"key": k, "value": {"intValue": v}});
+        let export = json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+            {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
+             "kind": "SPAN_KIND_CLIENT", "status": {"code": "STATUS_CODE_ERROR", "message": "boom"},
+             "startTimeUnixNano": "1767225600000000000", "endTimeUnixNano": "1767225601000000000",
+             "attributes": [s("openinference.span.kind", "LLM"), s("llm.model_name", "gpt-4o-mini"),
+                            s("llm.provider", "openai"), i("llm.token_count.prompt", 1000),
+                            i("llm.token_count.prompt_details.cache_read", 400),
+                            i("llm.token_count.completion", 50), i("llm.token_count.total", 1050)]},
+            {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "c7ad6b7169203332",
+             "attributes": [s("openinference.span.kind", "CHAIN"), s("llm.model_name", "gpt-4o-mini"),
+                            i("llm.token_count.prompt", 1000)]}]}]}]});
+        let m = cx_map(&export);
+        assert_eq!((m.events.len(), m.skipped, m.rejected.len()), (1, 1, 0));
+        let ev = &m.events[0];
+        assert_eq!(ev.status, CallStatus::Error);
+        assert_eq!(ev.provider.as_deref(), Some("openai"));
+        assert_eq!(
+            (
+                ev.tokens.input_uncached,
+                ev.tokens.cache_read,
+                ev.tokens.output
+            ),
+            (600, 400, 50)
+        );
+        assert_eq!(ev.latency_ms, Some(1000));
+    }
+
+    #[test]
+    fn an_unknown_enum_name_fails_the_whole_export() {
+        let export = json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+            {"spanId": "01", "status": {"code": "STATUS_CODE_MAYBE"}}]}]}]});
+        assert!(spans_from_json(&export).is_err());
+    }
 }
