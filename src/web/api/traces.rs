@@ -7,7 +7,9 @@
 //! of rejected spans and why, and is absent when every span was accepted or skipped. Non-GenAI
 //! spans are skipped, not rejected, so exporters that send everything do not log warnings.
 //! Tally's own numbers ride along in `X-Tally-*` response headers and, for JSON, in a `tally`
-//! field (OTLP receivers' clients ignore fields they do not know).
+//! field (OTLP receivers' clients ignore fields they do not know). Whole-request failures use
+//! Tally's JSON error body with the status codes OTLP clients act on: 400/413/415 are not
+//! retried, 503 with `Retry-After` is.
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
