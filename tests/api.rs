@@ -197,6 +197,7 @@ async fn computed_costs_follow_the_catalog_and_unknown_models_are_unpriced() {
         + dec!(4000) * dec!(2)
         + dec!(2000) * dec!(5))
         / million;
+    // Event c sends 1000 input tokens, none cached: 1000 × 0.15 + 100 × 0.6 per million.
     let c_list = (dec!(1000) * dec!(0.15) + dec!(100) * dec!(0.6)) / million;
     let c_reported = dec!(0.000999);
 

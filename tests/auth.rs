@@ -270,6 +270,19 @@ async fn a_project_key_never_reads_or_writes_another_project() {
     assert_eq!(projects, vec!["a", "b", "default"]);
     assert_eq!(total(&all), dec!(59)); // 1 + 2 (a) + 8 + 32 (b) + 16 (default); the 4 was refused
 
+    // Idempotency keys are per project: the same id in another project is not a duplicate
+    // (nor does the answer reveal that another tenant used it).
+    let same = json!({"id": "shared-id", "model": "gpt-4o", "cost": "0", "request_id": "chatcmpl-shared", "provider": "openai"}).to_string();
+    let (_, a1) = call(&client, &base, "POST", "/v1/ingest", &same, Some(&ingest_a)).await;
+    let (_, b1) = call(&client, &base, "POST", "/v1/ingest", &same, Some(&ingest_b)).await;
+    let (_, a2) = call(&client, &base, "POST", "/v1/ingest", &same, Some(&ingest_a)).await;
+    assert_eq!(
+        (a1["accepted"].as_u64(), b1["accepted"].as_u64()),
+        (Some(1), Some(1)),
+        "{a1} {b1}"
+    );
+    assert_eq!(a2["duplicates"], 1, "{a2}");
+
     // Rejects are per project too.
     let (_, ra) = call(&client, &base, "GET", "/api/v1/rejects", "", Some(&read_a)).await;
     assert_eq!(ra["total"], 1);
