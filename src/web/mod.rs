@@ -69,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/static/tally.css", get(pages::stylesheet))
         .route("/static/tally.js", get(pages::script))
+        .route("/static/favicon.svg", get(pages::favicon))
+        .route("/favicon.ico", get(pages::favicon))
         .route(
             "/signin",
             get(pages::signin::form).post(pages::signin::submit),

@@ -326,6 +326,11 @@ pub async fn script() -> Response {
     )
 }
 
+/// `/static/favicon.svg` (also answered at `/favicon.ico`, which browsers ask for anyway).
+pub async fn favicon() -> Response {
+    static_file("image/svg+xml", include_str!("../../../static/favicon.svg"))
+}
+
 fn static_file(content_type: &'static str, body: &'static str) -> Response {
     (
         StatusCode::OK,

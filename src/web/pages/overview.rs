@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 
 use super::{render, urlencode, Layout, PageError, Range};
-use crate::analytics::costs::{self, CostQuery, Measures};
+use crate::analytics::costs::{self, CostQuery, Measures, Parts};
 use crate::analytics::params::{pairs, Common, Filter, OrderBy, TimeRange};
 use crate::analytics::time::{self, Interval};
 use crate::domain::dimension::Dimension;
@@ -118,7 +118,7 @@ pub async fn page(
     .await?;
     let total = daily.total.clone();
     let (prev_from, prev_to) = range.previous();
-    let previous = costs::query(
+    let previous = costs::query_parts(
         &state.store,
         query(
             TimeRange {
@@ -131,6 +131,7 @@ pub async fn page(
             tz,
             1,
         ),
+        Parts::TotalOnly,
     )
     .await?
     .total;
@@ -176,17 +177,30 @@ pub async fn page(
     let forecast = (range.period_end > range.to).then(|| display_usd(total.cost + projected_rest));
 
     let mut tops = Vec::new();
-    for (title, dim) in [
+    // The four top-N tables are independent queries: run them side by side.
+    let dims = [
         ("Features", Dimension::Feature),
         ("Customers", Dimension::CustomerId),
         ("Users", Dimension::UserId),
         ("Models", Dimension::Model),
-    ] {
-        let answer = costs::query(
+    ];
+    let top = |dim: Dimension| {
+        costs::query_parts(
             &state.store,
             query(window, &filters, vec![dim], Interval::None, tz, 8),
+            Parts::RowsOnly,
         )
-        .await?;
+    };
+    let answers = tokio::try_join!(
+        top(dims[0].1),
+        top(dims[1].1),
+        top(dims[2].1),
+        top(dims[3].1)
+    )?;
+    for ((title, dim), answer) in dims
+        .into_iter()
+        .zip([answers.0, answers.1, answers.2, answers.3])
+    {
         let rows = answer
             .rows
             .iter()
