@@ -97,6 +97,10 @@ pub struct StorageConfig {
     pub checkpoint_wal_bytes: u64,
     /// Read connections kept open for queries.
     pub read_connections: usize,
+    /// Set by `tally serve --discard-damaged-wal` for one start only, never from a file: a
+    /// standing setting would discard the next damaged WAL without anyone deciding to.
+    #[serde(skip)]
+    pub discard_damaged_wal: bool,
 }
 
 impl Default for StorageConfig {
@@ -109,6 +113,7 @@ impl Default for StorageConfig {
             max_commit_rows: 200_000,
             checkpoint_wal_bytes: 64 * 1024 * 1024,
             read_connections: 4,
+            discard_damaged_wal: false,
         }
     }
 }
@@ -142,6 +147,10 @@ impl Config {
     /// Loads the configuration. `file` is the `--config` path; without it `./tally.toml` is read
     /// when it exists.
     pub fn load(file: Option<&Path>, cli: &CliOverrides) -> anyhow::Result<Config> {
+        let top_level: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => {
@@ -159,7 +168,19 @@ impl Config {
         }
         let config: Config = figment
             // TALLY_CONFIG names the file itself and is read by the CLI, not a setting.
-            .merge(Env::prefixed("TALLY_").split("__").ignore(&["config"]))
+            // Only names whose first part is a setting or section are read (and then strictly,
+            // so a misspelt `TALLY_INGEST__MAX_RECORDZ` fails): Kubernetes injects
+            // `TALLY_PORT`, `TALLY_SERVICE_HOST`… for a Service named tally, and those must
+            // not stop the server.
+            .merge(
+                Env::prefixed("TALLY_")
+                    .split("__")
+                    .ignore(&["config"])
+                    .filter(move |key| {
+                        let top = key.as_str().split('.').next().unwrap_or_default();
+                        top_level.iter().any(|k| k.eq_ignore_ascii_case(top))
+                    }),
+            )
             .merge(Serialized::defaults(cli))
             .extract()
             .context("invalid configuration")?;
@@ -274,6 +295,10 @@ mod tests {
                 Config::load(Some(&file), &cli).unwrap().listen,
                 "127.0.0.1:9100"
             );
+            // Kubernetes service links are not settings and must not fail the load.
+            jail.set_env("TALLY_SERVICE_HOST", "10.0.0.1");
+            jail.set_env("TALLY_PORT", "tcp://10.0.0.1:8080");
+            assert!(Config::load(Some(&file), &CliOverrides::default()).is_ok());
             jail.set_env("TALLY_INGEST__MAX_RECORDZ", "5");
             assert!(
                 Config::load(Some(&file), &CliOverrides::default()).is_err(),
@@ -287,8 +312,10 @@ mod tests {
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
     fn the_example_file_is_a_valid_configuration() {
         // Inside a Jail: it serializes tests that touch the process environment.
+        // The Jail moves into a temporary directory: resolve the path first (cargo runs
+        // tests in the package root).
+        let path = std::env::current_dir().unwrap().join("tally.example.toml");
         figment::Jail::expect_with(|_| {
-            let path = Path::new(".").join("tally.example.toml");
             let config = Config::load(Some(&path), &CliOverrides::default()).unwrap();
             assert_eq!(config.storage.memory_limit, "1GB");
             Ok(())
