@@ -27,6 +27,9 @@ pub struct Config {
     /// Bootstrap admin key, accepted as `Authorization: Bearer <key>` on every endpoint.
     /// Without one the server only runs on a loopback address.
     pub admin_key: Option<String>,
+    /// A bearer token that may read `/metrics` and nothing else, for Prometheus; without one
+    /// only admin keys may scrape.
+    pub metrics_token: Option<String>,
     /// The URL users reach Tally at (used in links the server sends out).
     pub public_url: Option<String>,
     /// How long a dashboard sign-in lasts, in hours.
@@ -124,6 +127,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
             admin_key: None,
+            metrics_token: None,
             public_url: None,
             session_hours: 12,
             log_format: LogFormat::Text,
@@ -204,6 +208,13 @@ impl Config {
         }
         if self.storage.read_connections == 0 {
             bail!("storage.read_connections must be at least 1");
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.trim().len() < 16)
+        {
+            bail!("metrics_token must be at least 16 characters");
         }
         if let Some(key) = &self.admin_key {
             if key.trim().len() < 16 {

@@ -114,9 +114,18 @@ impl Store {
     {
         let store = self.clone();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| store.inner.readers.with(f)))
-            .await
-            .map_err(|e| StoreError::Other(format!("read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let result = span.in_scope(|| store.inner.readers.with(f));
+            crate::metrics::observe(
+                "tally_store_read_duration_seconds",
+                &[],
+                started.elapsed().as_secs_f64(),
+            );
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("read task failed: {e}")))?
     }
 
     /// Runs a read on the calling thread (for blocking contexts such as the CLI).
