@@ -26,6 +26,34 @@ pub enum Command {
     Prices(PricesCommand),
     /// Create, list and revoke API keys.
     Keys(KeysArgs),
+    /// Load-test a fresh server on loopback: concurrent ingest and dashboard queries for a
+    /// fixed time; reports throughput, latency percentiles, errors and peak memory.
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// How long to drive the server, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub duration_secs: u64,
+    /// Concurrent ingest clients (gzip NDJSON).
+    #[arg(long, default_value_t = 6)]
+    pub ingest_clients: usize,
+    /// Events per ingest request.
+    #[arg(long, default_value_t = 2000)]
+    pub batch: usize,
+    /// Concurrent dashboard/API query clients.
+    #[arg(long, default_value_t = 2)]
+    pub query_clients: usize,
+    /// Random seed of the generated traffic.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Data directory for the server [default: a fresh temporary one, deleted afterwards].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => run_demo(cli.config.as_deref(), args),
         Command::Prices(cmd) => prices(cli.config.as_deref(), cmd),
         Command::Keys(args) => keys_command(cli.config.as_deref(), args),
+        Command::Load(args) => crate::load::run(args),
     }
 }
 

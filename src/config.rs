@@ -323,9 +323,8 @@ mod tests {
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
     fn the_example_file_is_a_valid_configuration() {
         // Inside a Jail: it serializes tests that touch the process environment.
-        // The Jail moves into a temporary directory: resolve the path first (cargo runs
-        // tests in the package root).
-        let path = std::env::current_dir().unwrap().join("tally.example.toml");
+        // The Jail moves into a temporary directory: resolve the path first.
+        let path = crate::test_root().join("tally.example.toml");
         figment::Jail::expect_with(|_| {
             let config = Config::load(Some(&path), &CliOverrides::default()).unwrap();
             assert_eq!(config.storage.memory_limit, "1GB");

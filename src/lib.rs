@@ -28,8 +28,21 @@ pub mod demo;
 pub mod domain;
 pub mod ingest;
 pub mod keys;
+pub mod load;
 pub mod metrics;
 pub mod pricing;
 pub mod store;
 pub mod telemetry;
 pub mod web;
+
+/// The package root, for unit tests that read repository files. Read from the environment at
+/// run time (cargo sets `CARGO_MANIFEST_DIR` when it runs tests) rather than baked in with
+/// `env!`, which goes stale when a shared target directory reuses a binary built in another
+/// checkout, and rather than the working directory, which figment's `Jail` moves while the
+/// configuration tests run.
+#[cfg(test)]
+pub(crate) fn test_root() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .expect("cargo sets CARGO_MANIFEST_DIR for tests")
+}

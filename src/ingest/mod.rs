@@ -17,6 +17,7 @@ pub mod cloudevents;
 pub mod cloudflare;
 pub mod detect;
 pub mod fields;
+pub mod fuzz;
 pub mod gemini;
 pub mod helicone;
 #[cfg(test)]

@@ -1,0 +1,7 @@
+//! Fuzzes `tally::ingest::fuzz::ingest_body`: any input must be answered without a panic, and the
+//! invariants that entry point checks must hold.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    tally::ingest::fuzz::ingest_body(data);
+});
