@@ -1,4 +1,5 @@
-//! Command-line interface: `tally serve`, `tally demo`, `tally prices`.
+//! Command-line interface: `tally serve`, `tally demo`, `tally prices`, `tally keys`,
+//! `tally import`.
 
 use std::path::PathBuf;
 
@@ -26,6 +27,34 @@ pub enum Command {
     Prices(PricesCommand),
     /// Create, list and revoke API keys.
     Keys(KeysArgs),
+    /// Import a provider billing or usage export (OpenAI, Anthropic, FOCUS, any CSV).
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export file (`.gz` files are decompressed).
+    pub file: PathBuf,
+    /// openai-costs, openai-usage, anthropic-cost, anthropic-usage, focus or csv.
+    #[arg(long)]
+    pub format: String,
+    /// A format option, repeatable: the csv column mapping (date_column=Day, amount_column=Cost,
+    /// currency=EUR, provider=mistral, …), delimiter=';', all_services=true (focus).
+    #[arg(long = "option", short = 'o', value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Tally project the lines belong to [default: the key's project, else `default`].
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Send the file to a running server instead of opening the data directory, which only one
+    /// process can hold.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Key for --url: an ingest or admin key [env: TALLY_API_KEY, else TALLY_ADMIN_KEY].
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Data directory to open when no --url is given [default: ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
