@@ -29,6 +29,8 @@ pub struct Config {
     pub admin_key: Option<String>,
     /// The URL users reach Tally at (used in links the server sends out).
     pub public_url: Option<String>,
+    /// How long a dashboard sign-in lasts, in hours.
+    pub session_hours: u64,
     /// `text` (default) or `json` log lines.
     pub log_format: LogFormat,
     /// Ingest limits and queueing.
@@ -118,6 +120,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             admin_key: None,
             public_url: None,
+            session_hours: 12,
             log_format: LogFormat::Text,
             ingest: IngestConfig::default(),
             storage: StorageConfig::default(),
@@ -155,8 +158,13 @@ impl Config {
             }
         }
         let config: Config = figment
-            // TALLY_CONFIG names the file itself and is read by the CLI, not a setting.
-            .merge(Env::prefixed("TALLY_").split("__").ignore(&["config"]))
+            // TALLY_CONFIG names the file itself and TALLY_API_KEY is the key `tally import
+            // --url` sends; both are read by the CLI, not settings.
+            .merge(
+                Env::prefixed("TALLY_")
+                    .split("__")
+                    .ignore(&["config", "api_key"]),
+            )
             .merge(Serialized::defaults(cli))
             .extract()
             .context("invalid configuration")?;
@@ -174,6 +182,9 @@ impl Config {
         }
         if self.storage.queue_capacity == 0 || self.storage.max_commit_rows == 0 {
             bail!("storage.queue_capacity and storage.max_commit_rows must be positive");
+        }
+        if self.session_hours == 0 || self.session_hours > 24 * 90 {
+            bail!("session_hours must be between 1 and 2160 (90 days)");
         }
         if self.storage.read_connections == 0 {
             bail!("storage.read_connections must be at least 1");
@@ -255,6 +266,8 @@ mod tests {
         )
         .unwrap();
         figment::Jail::expect_with(|jail| {
+            // The suite itself runs with TALLY_REQUIRE_BROWSER set, which is no setting.
+            jail.clear_env();
             jail.set_env("TALLY_STORAGE__THREADS", "5");
             let config = Config::load(Some(&file), &CliOverrides::default()).unwrap();
             assert_eq!(config.listen, "127.0.0.1:9000");
@@ -281,8 +294,11 @@ mod tests {
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
     fn the_example_file_is_a_valid_configuration() {
         // Inside a Jail: it serializes tests that touch the process environment.
-        figment::Jail::expect_with(|_| {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tally.example.toml");
+        // Resolved before the Jail, which moves into a temp directory; cargo runs tests in
+        // the package root.
+        let path = std::fs::canonicalize("tally.example.toml").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
             let config = Config::load(Some(&path), &CliOverrides::default()).unwrap();
             assert_eq!(config.storage.memory_limit, "1GB");
             Ok(())

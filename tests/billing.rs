@@ -1249,6 +1249,8 @@ async fn tally_import_on_the_data_directory_and_through_a_server() {
             .args(args)
             .env_remove("TALLY_ADMIN_KEY")
             .env_remove("TALLY_API_KEY")
+            // Set for the browser tests; to the CLI it is an unknown setting.
+            .env_remove("TALLY_REQUIRE_BROWSER")
             .env("TALLY_CONFIG", dir.path().join("none.toml"))
             .current_dir(dir.path())
             .output()

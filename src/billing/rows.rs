@@ -159,7 +159,7 @@ pub fn read_csv(bytes: &[u8], delimiter: u8, ctx: &Ctx<'_>) -> Result<Table, Imp
                 ctx.max_records
             )));
         }
-        if table.rows.len() % 4096 == 0 {
+        if table.rows.len().is_multiple_of(4096) {
             ctx.report(end as u64, total);
         }
         if record.iter().all(|c| c.iter().all(u8::is_ascii_whitespace)) {

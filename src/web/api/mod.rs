@@ -5,3 +5,4 @@ pub mod costs;
 pub mod ingest;
 pub mod keys;
 pub mod rejects;
+pub mod traces;
