@@ -32,6 +32,7 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/", "", "read"),
     ("GET", "/explore", "", "read"),
     ("GET", "/explore.csv", "", "read"),
+    ("GET", "/reconciliation", "", "read"),
     ("GET", "/api/v1/keys", "", "admin"),
     (
         "POST",
@@ -43,7 +44,7 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
 ];
 
 /// Endpoints that are dashboard pages (HTML answers).
-const ENDPOINT_PAGES: &[&str] = &["/", "/explore", "/explore.csv"];
+const ENDPOINT_PAGES: &[&str] = &["/", "/explore", "/explore.csv", "/reconciliation"];
 
 async fn call(
     client: &reqwest::Client,
@@ -373,6 +374,24 @@ async fn billing_imports_reconciliation_and_exports_stay_in_their_project() {
         (total(&rb, "billed"), total(&rb, "metered")),
         (dec!(4), dec!(0))
     );
+    // The reconciliation page shows each key its own project's numbers.
+    for (key, billed) in [(&read_a, "2.5"), (&read_b, "4")] {
+        let (status, page) = call(
+            &client,
+            &base,
+            "GET",
+            "/reconciliation?range=custom&from=2026-01-01&to=2026-01-01",
+            "",
+            Some(key),
+        )
+        .await;
+        let html = page.as_str().unwrap_or_default();
+        assert_eq!(status, 200, "{html}");
+        assert!(
+            html.contains(&format!(r#"id="total-billed" data-exact="{billed}""#)),
+            "{html}"
+        );
+    }
     for path in [
         "/api/v1/reconciliation?project=b",
         "/api/v1/export/focus?project=b",

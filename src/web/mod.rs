@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::overview::page))
         .route("/explore", get(pages::explore::page))
         .route("/explore.csv", get(pages::explore::csv))
+        .route("/reconciliation", get(pages::reconciliation::page))
         .route("/api/v1/costs", get(api::costs::costs))
         .route("/api/v1/rejects", get(api::rejects::rejects))
         .route("/api/v1/billing/imports", get(api::billing::imports))
