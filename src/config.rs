@@ -293,12 +293,13 @@ mod tests {
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
     fn the_example_file_is_a_valid_configuration() {
-        // Inside a Jail: it serializes tests that touch the process environment.
-        // Resolved before the Jail, which moves into a temp directory; cargo runs tests in
-        // the package root.
-        let path = std::fs::canonicalize("tally.example.toml").unwrap();
+        // Inside a Jail: it serializes tests that touch the process environment and the
+        // working directory (it moves into a temp dir, so the example is copied there; reading
+        // it by path would race with other Jails).
         figment::Jail::expect_with(|jail| {
             jail.clear_env();
+            jail.create_file("tally.example.toml", include_str!("../tally.example.toml"))?;
+            let path = jail.directory().join("tally.example.toml");
             let config = Config::load(Some(&path), &CliOverrides::default()).unwrap();
             assert_eq!(config.storage.memory_limit, "1GB");
             Ok(())
