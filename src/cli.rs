@@ -1,4 +1,5 @@
-//! Command-line interface: `tally serve`, `tally demo`, `tally prices`.
+//! Command-line interface: `tally serve`, `tally demo`, `tally prices`, `tally keys`,
+//! `tally import`.
 
 use std::path::PathBuf;
 
@@ -29,6 +30,8 @@ pub enum Command {
     /// Load-test a fresh server on loopback: concurrent ingest and dashboard queries for a
     /// fixed time; reports throughput, latency percentiles, errors and peak memory.
     Load(LoadArgs),
+    /// Import a provider billing or usage export (OpenAI, Anthropic, FOCUS, any CSV).
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +57,32 @@ pub struct LoadArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export file (`.gz` files are decompressed).
+    pub file: PathBuf,
+    /// openai-costs, openai-usage, anthropic-cost, anthropic-usage, focus or csv.
+    #[arg(long)]
+    pub format: String,
+    /// A format option, repeatable: the csv column mapping (date_column=Day, amount_column=Cost,
+    /// currency=EUR, provider=mistral, …), delimiter=';', all_services=true (focus).
+    #[arg(long = "option", short = 'o', value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Tally project the lines belong to [default: the key's project, else `default`].
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Send the file to a running server instead of opening the data directory, which only one
+    /// process can hold.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Key for --url: an ingest or admin key [env: TALLY_API_KEY, else TALLY_ADMIN_KEY].
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Data directory to open when no --url is given [default: ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,13 +6,15 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 
-use crate::cli::{Cli, Command, DemoArgs, KeysArgs, KeysCommand, PricesCommand, ServeArgs};
+use crate::cli::{
+    Cli, Command, DemoArgs, ImportArgs, KeysArgs, KeysCommand, PricesCommand, ServeArgs,
+};
 use crate::config::{CliOverrides, Config};
 use crate::domain::tokens::TokenBuckets;
 use crate::keys::{self, KeyRing, Role};
 use crate::pricing::{self, PriceRequest, Pricer};
 use crate::store::Store;
-use crate::{app, demo, telemetry};
+use crate::{app, billing, demo, telemetry};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -22,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prices(cmd) => prices(cli.config.as_deref(), cmd),
         Command::Keys(args) => keys_command(cli.config.as_deref(), args),
         Command::Load(args) => crate::load::run(args),
+        Command::Import(args) => import_command(cli.config.as_deref(), args),
     }
 }
 
@@ -279,5 +282,238 @@ fn print_keys(keys: &serde_json::Value) {
             k["revoked_at"].as_str().unwrap_or("-"),
             k["last_used_at"].as_str().unwrap_or("never")
         );
+    }
+}
+
+/// Files larger than this get a progress bar while they are read and parsed.
+const PROGRESS_FROM_BYTES: u64 = 4 * 1024 * 1024;
+
+/// `tally import FILE --format …`: straight into the data directory, or through a running
+/// server with `--url`.
+fn import_command(config_file: Option<&Path>, args: ImportArgs) -> anyhow::Result<()> {
+    let name = args
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let gzipped = name.ends_with(".gz");
+    let inner_name = name.trim_end_matches(".gz");
+    let kind = if inner_name.ends_with(".parquet") {
+        billing::Body::Parquet
+    } else if inner_name.ends_with(".csv") {
+        billing::Body::Csv
+    } else if [".json", ".jsonl", ".ndjson"]
+        .iter()
+        .any(|e| inner_name.ends_with(e))
+    {
+        billing::Body::Json
+    } else {
+        billing::Body::Sniff
+    };
+    let mut pairs = vec![
+        ("format".to_string(), args.format.clone()),
+        ("file_name".to_string(), name.clone()),
+    ];
+    if let Some(p) = &args.project {
+        pairs.push(("project".into(), p.clone()));
+    }
+    for option in &args.options {
+        let (k, v) = option
+            .split_once('=')
+            .with_context(|| format!("--option {option:?} must be KEY=VALUE"))?;
+        pairs.push((k.trim().to_string(), v.to_string()));
+    }
+    let outcome = match &args.url {
+        Some(url) => {
+            runtime()?.block_on(import_over_http(url, &args, &pairs, bytes, kind, gzipped))?
+        }
+        None => import_on_store(config_file, &args, &pairs, bytes, kind, gzipped)?,
+    };
+    print_import(&outcome);
+    Ok(())
+}
+
+fn progress_bar(len: u64, message: &'static str) -> indicatif::ProgressBar {
+    if len < PROGRESS_FROM_BYTES {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:>10} [{bar:40.cyan/blue}] {percent:>3}% {elapsed_precise}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message);
+    bar
+}
+
+fn import_on_store(
+    config_file: Option<&Path>,
+    args: &ImportArgs,
+    pairs: &[(String, String)],
+    bytes: Vec<u8>,
+    kind: billing::Body,
+    gzipped: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let config = Config::load(
+        config_file,
+        &CliOverrides {
+            listen: None,
+            data_dir: args.data_dir.clone(),
+        },
+    )?;
+    let options = billing::Options::parse(pairs)?;
+    let pricer = Pricer::builtin(&config.pricing)?;
+    let bytes = if gzipped {
+        crate::ingest::body::decode(&bytes, Some("gzip"), config.ingest.max_decompressed_bytes)?
+    } else {
+        bytes
+    };
+    // Open the store first: a server holding the file is the likeliest failure, and should be
+    // reported before a long parse.
+    let store = Store::open(&config.data_dir, &config.storage).map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#}\n(is a server running on {}? DuckDB lets only one process open the database: \
+             stop it, or send the file to it with --url and an ingest key)",
+            config.data_dir.display()
+        )
+    })?;
+    let bar = progress_bar(bytes.len() as u64, "reading");
+    let report = |done: u64, total: u64| {
+        bar.set_length(total.max(1));
+        bar.set_position(done);
+    };
+    let principal = keys::Principal::superuser();
+    let ctx = billing::Ctx {
+        pricer: &pricer,
+        now: Utc::now(),
+        max_records: config.ingest.max_records,
+        progress: Some(&report),
+    };
+    let source = billing::import::Source {
+        principal: &principal,
+        http_request: None,
+    };
+    let prepared = billing::import::prepare(&bytes, kind, &options, &source, &ctx);
+    bar.finish_and_clear();
+    let result = runtime()?.block_on(async {
+        let prepared = prepared?;
+        let spinner = progress_bar(bytes.len() as u64, "writing");
+        let outcome = billing::import::commit(&store, prepared).await;
+        spinner.finish_and_clear();
+        let shutdown = store.shutdown(std::time::Duration::from_secs(60)).await;
+        let outcome = outcome?;
+        shutdown?;
+        anyhow::Ok(serde_json::to_value(outcome)?)
+    });
+    result
+}
+
+async fn import_over_http(
+    url: &str,
+    args: &ImportArgs,
+    pairs: &[(String, String)],
+    bytes: Vec<u8>,
+    kind: billing::Body,
+    gzipped: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let key = args
+        .key
+        .clone()
+        .or_else(|| std::env::var("TALLY_API_KEY").ok())
+        .or_else(|| std::env::var("TALLY_ADMIN_KEY").ok())
+        .context(
+            "--url needs a key: pass --key or set TALLY_API_KEY (an ingest key) or TALLY_ADMIN_KEY",
+        )?;
+    let base = url.trim_end_matches('/');
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .finish();
+    let content_type = match kind {
+        billing::Body::Parquet => "application/vnd.apache.parquet",
+        billing::Body::Csv => "text/csv",
+        billing::Body::Json => "application/json",
+        billing::Body::Sniff => "application/octet-stream",
+    };
+    // Text exports compress well; large ones are gzipped so they fit the server's body limit.
+    let (body, encoding) = if gzipped {
+        (bytes, Some("gzip"))
+    } else if bytes.len() as u64 > 1024 * 1024 && kind != billing::Body::Parquet {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &bytes)?;
+        (enc.finish()?, Some("gzip"))
+    } else {
+        (bytes, None)
+    };
+    let spinner = progress_bar(body.len() as u64, "uploading");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/v1/billing?{query}"))
+        .bearer_auth(key)
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(e) = encoding {
+        request = request.header("content-encoding", e);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"));
+    spinner.finish_and_clear();
+    let response = response?;
+    let status = response.status();
+    let answer: serde_json::Value = response
+        .json()
+        .await
+        .context("the server's answer is not JSON")?;
+    if !status.is_success() {
+        bail!(
+            "{status}: {}",
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or("unknown error")
+        );
+    }
+    Ok(answer)
+}
+
+fn print_import(o: &serde_json::Value) {
+    let s = |k: &str| o[k].as_str().unwrap_or("").to_string();
+    let n = |k: &str| o[k].as_u64().unwrap_or(0);
+    println!(
+        "import {} ({} {} lines) into project {}",
+        s("import_id"),
+        s("format"),
+        s("kind"),
+        s("project")
+    );
+    if let (Some(from), Some(to)) = (o["period_start"].as_str(), o["period_end"].as_str()) {
+        println!("  covers   {from} – {to}");
+    }
+    let rejected = o["rejected"].as_array().map_or(0, Vec::len);
+    println!(
+        "  accepted {}, replaced {}, unchanged {}, skipped {}, rejected {rejected}",
+        n("accepted"),
+        n("replaced"),
+        n("unchanged"),
+        n("skipped")
+    );
+    for r in o["rejected"].as_array().into_iter().flatten().take(50) {
+        eprintln!(
+            "  line {}: {}",
+            r["line"],
+            r["error"].as_str().unwrap_or("")
+        );
+    }
+    if rejected > 50 {
+        eprintln!(
+            "  … {} more (GET /api/v1/rejects lists them all)",
+            rejected - 50
+        );
+    }
+    for w in o["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or(""));
     }
 }

@@ -171,7 +171,8 @@ impl Config {
             }
         }
         let config: Config = figment
-            // TALLY_CONFIG names the file itself and is read by the CLI, not a setting.
+            // TALLY_CONFIG names the file itself and TALLY_API_KEY is the key `tally import
+            // --url` sends; both are read by the CLI, not settings.
             // Only names whose first part is a setting or section are read (and then strictly,
             // so a misspelt `TALLY_INGEST__MAX_RECORDZ` fails): Kubernetes injects
             // `TALLY_PORT`, `TALLY_SERVICE_HOST`… for a Service named tally, and those must
@@ -179,7 +180,7 @@ impl Config {
             .merge(
                 Env::prefixed("TALLY_")
                     .split("__")
-                    .ignore(&["config"])
+                    .ignore(&["config", "api_key"])
                     .filter(move |key| {
                         let top = key.as_str().split('.').next().unwrap_or_default();
                         top_level.iter().any(|k| k.eq_ignore_ascii_case(top))
@@ -293,6 +294,8 @@ mod tests {
         )
         .unwrap();
         figment::Jail::expect_with(|jail| {
+            // The machine's own TALLY_* variables must not change the answer.
+            jail.clear_env();
             jail.set_env("TALLY_STORAGE__THREADS", "5");
             let config = Config::load(Some(&file), &CliOverrides::default()).unwrap();
             assert_eq!(config.listen, "127.0.0.1:9000");
@@ -322,10 +325,13 @@ mod tests {
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
     fn the_example_file_is_a_valid_configuration() {
-        // Inside a Jail: it serializes tests that touch the process environment.
-        // The Jail moves into a temporary directory: resolve the path first.
-        let path = crate::test_root().join("tally.example.toml");
-        figment::Jail::expect_with(|_| {
+        // Inside a Jail: it serializes tests that touch the process environment and the
+        // working directory (it moves into a temp dir, so the example is copied there; reading
+        // it by path would race with other Jails).
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("tally.example.toml", include_str!("../tally.example.toml"))?;
+            let path = jail.directory().join("tally.example.toml");
             let config = Config::load(Some(&path), &CliOverrides::default()).unwrap();
             assert_eq!(config.storage.memory_limit, "1GB");
             Ok(())

@@ -21,6 +21,7 @@ macro_rules! dec {
 
 pub mod analytics;
 pub mod app;
+pub mod billing;
 pub mod cli;
 pub mod commands;
 pub mod config;

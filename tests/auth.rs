@@ -20,11 +20,21 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/metrics", "", "admin"),
     ("POST", "/v1/traces", r#"{"resourceSpans":[]}"#, "ingest"),
     ("POST", "/v1/ingest", r#"{"model":"gpt-4o"}"#, "ingest"),
+    (
+        "POST",
+        "/v1/billing?format=openai-costs",
+        r#"{"object":"page","data":[],"has_more":false}"#,
+        "ingest",
+    ),
     ("GET", "/api/v1/costs", "", "read"),
     ("GET", "/api/v1/rejects", "", "read"),
+    ("GET", "/api/v1/billing/imports", "", "read"),
+    ("GET", "/api/v1/reconciliation", "", "read"),
+    ("GET", "/api/v1/export/focus", "", "read"),
     ("GET", "/", "", "read"),
     ("GET", "/explore", "", "read"),
     ("GET", "/explore.csv", "", "read"),
+    ("GET", "/reconciliation", "", "read"),
     ("GET", "/api/v1/keys", "", "admin"),
     (
         "POST",
@@ -36,7 +46,7 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
 ];
 
 /// Endpoints that are dashboard pages (HTML answers).
-const ENDPOINT_PAGES: &[&str] = &["/", "/explore", "/explore.csv"];
+const ENDPOINT_PAGES: &[&str] = &["/", "/explore", "/explore.csv", "/reconciliation"];
 
 async fn call(
     client: &reqwest::Client,
@@ -290,6 +300,155 @@ async fn a_project_key_never_reads_or_writes_another_project() {
     assert_eq!(ra["total"], 1);
     let (_, rb) = call(&client, &base, "GET", "/api/v1/rejects", "", Some(&read_b)).await;
     assert_eq!(rb["total"], 0);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn billing_imports_reconciliation_and_exports_stay_in_their_project() {
+    let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
+    let client = reqwest::Client::new();
+    let base = srv.url.clone();
+    let (_, ingest_a) = create_key(&client, &base, "ingest", Some("a")).await;
+    let (_, read_a) = create_key(&client, &base, "read", Some("a")).await;
+    let (_, read_b) = create_key(&client, &base, "read", Some("b")).await;
+    // One OpenAI Costs API page: one day, one line of `value` dollars.
+    let page = |value: &str| {
+        format!(
+            r#"{{"data":[{{"start_time":1767225600,"end_time":1767312000,
+                "results":[{{"amount":{{"value":{value},"currency":"usd"}}}}]}}]}}"#
+        )
+    };
+    let total = |v: &Value, key: &str| {
+        v["total"][key]
+            .as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap()
+    };
+
+    // An ingest key imports into its own project; naming another one is a 403.
+    let url = "/v1/billing?format=openai-costs";
+    let (status, answer) = call(&client, &base, "POST", url, &page("2.5"), Some(&ingest_a)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["project"], "a");
+    let (status, _) = call(
+        &client,
+        &base,
+        "POST",
+        &format!("{url}&project=b"),
+        &page("3"),
+        Some(&ingest_a),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // The admin imports into b; the same source and day in another project replaces nothing.
+    let (status, answer) = call(
+        &client,
+        &base,
+        "POST",
+        &format!("{url}&project=b"),
+        &page("4"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!((status, answer["replaced"].as_u64()), (200, Some(0)));
+    // One metered event, in a.
+    let (status, _) = call(
+        &client,
+        &base,
+        "POST",
+        "/v1/ingest",
+        &json!({"timestamp": "2026-01-01T10:00:00Z", "provider": "openai", "model": "gpt-4o", "cost": "1"})
+            .to_string(),
+        Some(&ingest_a),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let recon = "/api/v1/reconciliation?from=2026-01-01&to=2026-01-01";
+    let (_, ra) = call(&client, &base, "GET", recon, "", Some(&read_a)).await;
+    assert_eq!(
+        (total(&ra, "billed"), total(&ra, "metered")),
+        (dec!(2.5), dec!(1))
+    );
+    let (_, rb) = call(&client, &base, "GET", recon, "", Some(&read_b)).await;
+    assert_eq!(
+        (total(&rb, "billed"), total(&rb, "metered")),
+        (dec!(4), dec!(0))
+    );
+    // The reconciliation page shows each key its own project's numbers.
+    for (key, billed) in [(&read_a, "2.5"), (&read_b, "4")] {
+        let (status, page) = call(
+            &client,
+            &base,
+            "GET",
+            "/reconciliation?range=custom&from=2026-01-01&to=2026-01-01",
+            "",
+            Some(key),
+        )
+        .await;
+        let html = page.as_str().unwrap_or_default();
+        assert_eq!(status, 200, "{html}");
+        assert!(
+            html.contains(&format!(r#"id="total-billed" data-exact="{billed}""#)),
+            "{html}"
+        );
+    }
+    for path in [
+        "/api/v1/reconciliation?project=b",
+        "/api/v1/export/focus?project=b",
+    ] {
+        let (status, _) = call(&client, &base, "GET", path, "", Some(&read_a)).await;
+        assert_eq!(status, 403, "{path}");
+    }
+    let (_, grouped) = call(
+        &client,
+        &base,
+        "GET",
+        "/api/v1/reconciliation?group_by=project",
+        "",
+        Some(&read_a),
+    )
+    .await;
+    assert_eq!(grouped["rows"].as_array().unwrap().len(), 1, "{grouped}");
+    assert_eq!(grouped["rows"][0]["project"], "a");
+    let (_, imports) = call(
+        &client,
+        &base,
+        "GET",
+        "/api/v1/billing/imports",
+        "",
+        Some(&read_b),
+    )
+    .await;
+    let projects: Vec<&str> = imports["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["project"].as_str().unwrap())
+        .collect();
+    assert_eq!(projects, vec!["b"]);
+    // The FOCUS export of b has a header and no event; a's has its one event.
+    let (_, export_b) = call(
+        &client,
+        &base,
+        "GET",
+        "/api/v1/export/focus",
+        "",
+        Some(&read_b),
+    )
+    .await;
+    assert_eq!(export_b.as_str().unwrap().lines().count(), 1, "{export_b}");
+    let (_, export_a) = call(
+        &client,
+        &base,
+        "GET",
+        "/api/v1/export/focus",
+        "",
+        Some(&read_a),
+    )
+    .await;
+    assert_eq!(export_a.as_str().unwrap().lines().count(), 2, "{export_a}");
     srv.stop().await;
 }
 

@@ -174,7 +174,9 @@ async fn signing_in_with_a_key_opens_the_dashboard() {
     assert!(errors.iter().all(|e| e.contains("401")), "{errors:?}");
     browser.type_into("#key", admin).await;
     browser.click("form.stack button").await;
-    let url = browser.url().await;
+    // Waits for the redirect: on a loaded machine the address may still be /signin right
+    // after the click.
+    let url = browser.wait_url("/explore").await;
     assert!(
         url.ends_with("/explore?group_by=model"),
         "back where the user was going: {url}"

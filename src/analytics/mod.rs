@@ -5,5 +5,7 @@
 //! construction. No SQL lives here; it is in `store::queries`.
 
 pub mod costs;
+pub mod focus_export;
 pub mod params;
+pub mod reconciliation;
 pub mod time;

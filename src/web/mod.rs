@@ -48,13 +48,18 @@ pub fn router(state: AppState) -> Router {
     let ingest = Router::new()
         .route("/v1/ingest", post(api::ingest::ingest))
         .route("/v1/traces", post(api::traces::traces))
+        .route("/v1/billing", post(api::billing::import))
         .route_layer(middleware::from_fn_with_state(Role::Ingest, auth::require));
     let read = Router::new()
         .route("/", get(pages::overview::page))
         .route("/explore", get(pages::explore::page))
         .route("/explore.csv", get(pages::explore::csv))
+        .route("/reconciliation", get(pages::reconciliation::page))
         .route("/api/v1/costs", get(api::costs::costs))
         .route("/api/v1/rejects", get(api::rejects::rejects))
+        .route("/api/v1/billing/imports", get(api::billing::imports))
+        .route("/api/v1/reconciliation", get(api::billing::reconciliation))
+        .route("/api/v1/export/focus", get(api::billing::focus))
         .route_layer(middleware::from_fn_with_state(Role::Read, auth::require));
     let admin = Router::new()
         .route("/api/v1/keys", get(api::keys::list).post(api::keys::create))

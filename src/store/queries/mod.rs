@@ -4,8 +4,11 @@
 //! names defined here); every user-supplied value is a bound parameter. [`Sql`] keeps the text
 //! and its parameters together so the two cannot drift apart.
 
+pub mod billing;
 pub mod costs;
+pub mod focus_export;
 pub mod keys;
+pub mod reconciliation;
 pub mod rejects;
 
 use chrono::{DateTime, Utc};

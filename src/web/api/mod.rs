@@ -1,5 +1,6 @@
 //! JSON API handlers (`/v1/*` ingest, `/api/v1/*` queries).
 
+pub mod billing;
 pub mod costs;
 pub mod ingest;
 pub mod keys;

@@ -8,6 +8,7 @@
 
 pub mod explore;
 pub mod overview;
+pub mod reconciliation;
 pub mod signin;
 
 use askama::Template;
