@@ -9,6 +9,7 @@
 pub mod body;
 pub mod fields;
 pub mod native;
+pub mod outcome;
 
 use std::str::FromStr;
 

@@ -86,6 +86,8 @@ struct NativeRecord<'a> {
     fallback_from: Option<Cow<'a, str>>,
     #[serde(borrow)]
     metadata: Option<&'a RawValue>,
+    #[serde(borrow)]
+    task_outcome: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +181,7 @@ pub fn parse(
         span_id: fields::opt_str("span_id", record.span_id, lim)?,
         parent_span_id: fields::opt_str("parent_span_id", record.parent_span_id, lim)?,
     };
+    let task_outcome = super::outcome::event_task_outcome(record.task_outcome.as_deref(), &dims)?;
 
     Ok(UsageEvent {
         ts,
@@ -217,6 +220,7 @@ pub fn parse(
             .metadata
             .map(|raw| fields::metadata("metadata", raw, lim))
             .transpose()?,
+        task_outcome,
     })
 }
 

@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "keys",
         include_str!("../../schemas/migrations/0002_keys.sql"),
     ),
+    (
+        5,
+        "outcomes",
+        include_str!("../../schemas/migrations/0005_outcomes.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest schema.

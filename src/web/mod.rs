@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
     // Each group is gated by role as a whole, so no handler can forget its check.
     let ingest = Router::new()
         .route("/v1/ingest", post(api::ingest::ingest))
+        .route("/v1/outcomes", post(api::outcomes::outcomes))
         .route_layer(middleware::from_fn_with_state(Role::Ingest, auth::require));
     let read = Router::new()
         .route("/", get(pages::home::page))

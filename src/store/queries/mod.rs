@@ -6,6 +6,7 @@
 
 pub mod costs;
 pub mod keys;
+pub mod outcomes;
 pub mod rejects;
 
 use chrono::{DateTime, Utc};

@@ -3,4 +3,5 @@
 pub mod costs;
 pub mod ingest;
 pub mod keys;
+pub mod outcomes;
 pub mod rejects;
