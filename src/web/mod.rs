@@ -53,10 +53,22 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::home::page))
         .route("/api/v1/costs", get(api::costs::costs))
         .route("/api/v1/rejects", get(api::rejects::rejects))
+        .route("/api/v1/tasks", get(api::tasks::tasks))
+        .route("/api/v1/runs", get(api::runs::list))
+        .route("/api/v1/runs/{id}", get(api::runs::detail))
+        .route("/api/v1/routes", get(api::routes::routes))
+        .route(
+            "/api/v1/whatif",
+            get(api::whatif::get).post(api::whatif::post),
+        )
+        .route("/api/v1/reprice", get(api::reprice::dry_run))
+        .route("/api/v1/unpriced", get(api::unpriced::unpriced))
+        .route("/api/v1/anomalies", get(api::anomalies::anomalies))
         .route_layer(middleware::from_fn_with_state(Role::Read, auth::require));
     let admin = Router::new()
         .route("/api/v1/keys", get(api::keys::list).post(api::keys::create))
         .route("/api/v1/keys/{id}", delete(api::keys::revoke))
+        .route("/api/v1/reprice", post(api::reprice::apply))
         .route_layer(middleware::from_fn_with_state(Role::Admin, auth::require));
     let protected = ingest
         .merge(read)
