@@ -30,6 +30,8 @@ pub struct Config {
     pub admin_key: Option<String>,
     /// The URL users reach Tally at (used in links the server sends out).
     pub public_url: Option<String>,
+    /// How long a dashboard sign-in lasts, in hours.
+    pub session_hours: u64,
     /// `text` (default) or `json` log lines.
     pub log_format: LogFormat,
     /// Ingest limits and queueing.
@@ -121,6 +123,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             admin_key: None,
             public_url: None,
+            session_hours: 12,
             log_format: LogFormat::Text,
             ingest: IngestConfig::default(),
             storage: StorageConfig::default(),
@@ -143,6 +146,10 @@ impl Config {
     /// Loads the configuration. `file` is the `--config` path; without it `./tally.toml` is read
     /// when it exists.
     pub fn load(file: Option<&Path>, cli: &CliOverrides) -> anyhow::Result<Config> {
+        let top_level: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => {
@@ -160,7 +167,19 @@ impl Config {
         }
         let config: Config = figment
             // TALLY_CONFIG names the file itself and is read by the CLI, not a setting.
-            .merge(Env::prefixed("TALLY_").split("__").ignore(&["config"]))
+            // Only names whose first part is a setting or section are read (and then strictly,
+            // so a misspelt `TALLY_INGEST__MAX_RECORDZ` fails): Kubernetes injects
+            // `TALLY_PORT`, `TALLY_SERVICE_HOST`… for a Service named tally, and those must
+            // not stop the server.
+            .merge(
+                Env::prefixed("TALLY_")
+                    .split("__")
+                    .ignore(&["config"])
+                    .filter(move |key| {
+                        let top = key.as_str().split('.').next().unwrap_or_default();
+                        top_level.iter().any(|k| k.eq_ignore_ascii_case(top))
+                    }),
+            )
             .merge(Serialized::defaults(cli))
             .extract()
             .context("invalid configuration")?;
@@ -178,6 +197,9 @@ impl Config {
         }
         if self.storage.queue_capacity == 0 || self.storage.max_commit_rows == 0 {
             bail!("storage.queue_capacity and storage.max_commit_rows must be positive");
+        }
+        if self.session_hours == 0 || self.session_hours > 24 * 90 {
+            bail!("session_hours must be between 1 and 2160 (90 days)");
         }
         if self.storage.read_connections == 0 {
             bail!("storage.read_connections must be at least 1");
@@ -272,6 +294,10 @@ mod tests {
                 Config::load(Some(&file), &cli).unwrap().listen,
                 "127.0.0.1:9100"
             );
+            // Kubernetes service links are not settings and must not fail the load.
+            jail.set_env("TALLY_SERVICE_HOST", "10.0.0.1");
+            jail.set_env("TALLY_PORT", "tcp://10.0.0.1:8080");
+            assert!(Config::load(Some(&file), &CliOverrides::default()).is_ok());
             jail.set_env("TALLY_INGEST__MAX_RECORDZ", "5");
             assert!(
                 Config::load(Some(&file), &CliOverrides::default()).is_err(),
@@ -284,10 +310,13 @@ mod tests {
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
     fn the_example_file_is_a_valid_configuration() {
-        // Inside a Jail: it serializes tests that touch the process environment.
-        figment::Jail::expect_with(|_| {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tally.example.toml");
-            let config = Config::load(Some(&path), &CliOverrides::default()).unwrap();
+        // Inside a Jail: it serializes tests that touch the process environment. A Jail moves
+        // the whole process into a temporary directory, so a path resolved from the working
+        // directory races with other Jail tests; the file is compiled in and written there.
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("tally.example.toml", include_str!("../tally.example.toml"))?;
+            let path = Path::new("tally.example.toml");
+            let config = Config::load(Some(path), &CliOverrides::default()).unwrap();
             assert_eq!(config.storage.memory_limit, "1GB");
             Ok(())
         });

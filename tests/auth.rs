@@ -42,6 +42,8 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/api/v1/unpriced", "", "read"),
     ("GET", "/api/v1/anomalies", "", "read"),
     ("GET", "/", "", "read"),
+    ("GET", "/explore", "", "read"),
+    ("GET", "/explore.csv", "", "read"),
     ("GET", "/api/v1/keys", "", "admin"),
     (
         "POST",
@@ -51,6 +53,9 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ),
     ("DELETE", "/api/v1/keys/key_doesnotexist", "", "admin"),
 ];
+
+/// Endpoints that are dashboard pages (HTML answers).
+const ENDPOINT_PAGES: &[&str] = &["/", "/explore", "/explore.csv"];
 
 async fn call(
     client: &reqwest::Client,
@@ -108,7 +113,10 @@ async fn create_key(
 #[tokio::test]
 async fn every_endpoint_for_every_credential() {
     let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let base = srv.url.clone();
     let (_, ingest_a) = create_key(&client, &base, "ingest", Some("a")).await;
     let (_, read_a) = create_key(&client, &base, "read", Some("a")).await;
@@ -148,7 +156,12 @@ async fn every_endpoint_for_every_credential() {
             let expected: &[u16] = if *needed == "public" {
                 &[200]
             } else if key.is_none() || *who == "wrong key" || *who == "revoked key" {
-                &[401]
+                // Pages answer people: they send them to the sign-in form.
+                if path.starts_with("/api/") || path.starts_with("/v1/") {
+                    &[401]
+                } else {
+                    &[303]
+                }
             } else if roles.contains(needed) {
                 // Allowed: success, or a 404 for the made-up key id.
                 &[200, 201, 404]
@@ -159,7 +172,7 @@ async fn every_endpoint_for_every_credential() {
                 expected.contains(&status),
                 "{who} {method} {path}: {status} {answer}"
             );
-            if status == 401 || status == 403 {
+            if (status == 401 || status == 403) && !ENDPOINT_PAGES.contains(path) {
                 let code = answer["error"]["code"].as_str().unwrap_or_default();
                 assert!(
                     code == "unauthorized" || code == "forbidden",
@@ -174,7 +187,10 @@ async fn every_endpoint_for_every_credential() {
 #[tokio::test]
 async fn a_project_key_never_reads_or_writes_another_project() {
     let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let base = srv.url.clone();
     let (_, ingest_a) = create_key(&client, &base, "ingest", Some("a")).await;
     let (_, ingest_b) = create_key(&client, &base, "ingest", Some("b")).await;
@@ -275,6 +291,19 @@ async fn a_project_key_never_reads_or_writes_another_project() {
     assert_eq!(projects, vec!["a", "b", "default"]);
     assert_eq!(total(&all), dec!(59)); // 1 + 2 (a) + 8 + 32 (b) + 16 (default); the 4 was refused
 
+    // Idempotency keys are per project: the same id in another project is not a duplicate
+    // (nor does the answer reveal that another tenant used it).
+    let same = json!({"id": "shared-id", "model": "gpt-4o", "cost": "0", "request_id": "chatcmpl-shared", "provider": "openai"}).to_string();
+    let (_, a1) = call(&client, &base, "POST", "/v1/ingest", &same, Some(&ingest_a)).await;
+    let (_, b1) = call(&client, &base, "POST", "/v1/ingest", &same, Some(&ingest_b)).await;
+    let (_, a2) = call(&client, &base, "POST", "/v1/ingest", &same, Some(&ingest_a)).await;
+    assert_eq!(
+        (a1["accepted"].as_u64(), b1["accepted"].as_u64()),
+        (Some(1), Some(1)),
+        "{a1} {b1}"
+    );
+    assert_eq!(a2["duplicates"], 1, "{a2}");
+
     // Rejects are per project too.
     let (_, ra) = call(&client, &base, "GET", "/api/v1/rejects", "", Some(&read_a)).await;
     assert_eq!(ra["total"], 1);
@@ -286,7 +315,10 @@ async fn a_project_key_never_reads_or_writes_another_project() {
 #[tokio::test]
 async fn keys_are_shown_once_listed_without_secrets_and_track_use() {
     let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let base = srv.url.clone();
     let (id, secret) = create_key(&client, &base, "read", Some("a")).await;
     let (status, _) = call(&client, &base, "GET", "/api/v1/costs", "", Some(&secret)).await;

@@ -5,10 +5,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod charts;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod pages;
+pub mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,23 +36,27 @@ pub struct AppState {
     pub store: Store,
     pub pricer: Arc<Pricer>,
     pub keys: Arc<KeyRing>,
+    pub auth: Arc<auth::Auth>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the whole router.
 pub fn router(state: AppState) -> Router {
-    let auth = Arc::new(auth::Auth::new(
-        state.config.admin_key.as_deref(),
-        state.keys.clone(),
-    ));
+    let auth = state.auth.clone();
     // Each group is gated by role as a whole, so no handler can forget its check.
     let ingest = Router::new()
         .route("/v1/ingest", post(api::ingest::ingest))
         .route("/v1/outcomes", post(api::outcomes::outcomes))
+        .route("/v1/traces", post(api::traces::traces))
         .route_layer(middleware::from_fn_with_state(Role::Ingest, auth::require));
     let read = Router::new()
-        .route("/", get(pages::home::page))
+        .route("/", get(pages::overview::page))
+        .route("/explore", get(pages::explore::page))
+        .route("/explore.csv", get(pages::explore::csv))
+        .route("/tasks", get(pages::tasks::page))
+        .route("/runs/{id}", get(pages::runs::page))
+        .route("/routes", get(pages::routes::page))
         .route("/api/v1/costs", get(api::costs::costs))
         .route("/api/v1/rejects", get(api::rejects::rejects))
         .route("/api/v1/tasks", get(api::tasks::tasks))
@@ -78,6 +84,14 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/static/tally.css", get(pages::stylesheet))
+        .route("/static/tally.js", get(pages::script))
+        .route("/static/favicon.svg", get(pages::favicon))
+        .route("/favicon.ico", get(pages::favicon))
+        .route(
+            "/signin",
+            get(pages::signin::form).post(pages::signin::submit),
+        )
+        .route("/signout", post(pages::signin::signout))
         .merge(protected)
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .with_state(state);

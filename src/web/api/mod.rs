@@ -10,5 +10,6 @@ pub mod reprice;
 pub mod routes;
 pub mod runs;
 pub mod tasks;
+pub mod traces;
 pub mod unpriced;
 pub mod whatif;
