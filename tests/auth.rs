@@ -44,6 +44,9 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/", "", "read"),
     ("GET", "/explore", "", "read"),
     ("GET", "/explore.csv", "", "read"),
+    ("GET", "/tasks", "", "read"),
+    ("GET", "/runs/run-doesnotexist", "", "read"),
+    ("GET", "/routes", "", "read"),
     ("GET", "/api/v1/keys", "", "admin"),
     (
         "POST",
@@ -55,7 +58,14 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
 ];
 
 /// Endpoints that are dashboard pages (HTML answers).
-const ENDPOINT_PAGES: &[&str] = &["/", "/explore", "/explore.csv"];
+const ENDPOINT_PAGES: &[&str] = &[
+    "/",
+    "/explore",
+    "/explore.csv",
+    "/tasks",
+    "/runs/run-doesnotexist",
+    "/routes",
+];
 
 async fn call(
     client: &reqwest::Client,
@@ -454,6 +464,25 @@ async fn outcome_analytics_never_cross_projects() {
     assert_eq!(reprice["total"]["events"], 2, "{reprice}");
     let (status, _) = get("/api/v1/anomalies").await;
     assert_eq!(status, 200);
+    // The pages show project a's numbers only.
+    let page = |path: &'static str| {
+        let (client, base, key) = (client.clone(), base.clone(), read_a.clone());
+        async move {
+            let r = client
+                .get(format!("{base}{path}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, html) = page("/runs/r").await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"id="run-cost" data-exact="1""#), "{html}");
+    let (status, html) = page("/tasks?from=2026-11-01&to=2026-11-30&range=custom").await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"data-exact="1""#) && !html.contains(r#"data-exact="100""#));
 
     // Naming the other project is a 403 everywhere; its runs are not even found.
     for path in [
@@ -465,6 +494,9 @@ async fn outcome_analytics_never_cross_projects() {
         "/api/v1/reprice?project=b",
         "/api/v1/unpriced?project=b",
         "/api/v1/anomalies?project=b",
+        "/tasks?project=b",
+        "/runs/r?project=b",
+        "/routes?project=b",
     ] {
         let (status, body) = call(&client, &base, "GET", path, "", Some(&read_a)).await;
         assert_eq!(status, 403, "{path}: {body}");
