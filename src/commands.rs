@@ -92,8 +92,9 @@ fn run_demo(config_file: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let loaded = demo::load::load(server.store(), &pricer, &cfg).await?;
             eprintln!(
-                "Loaded {} events ({} rejected) in {:.1}s",
+                "Loaded {} events and {} task outcomes ({} rejected) in {:.1}s",
                 loaded.accepted,
+                loaded.outcomes,
                 loaded.rejected,
                 started.elapsed().as_secs_f64()
             );

@@ -14,6 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::analytics::AnalyticsConfig;
 use crate::pricing::PricingConfig;
 
 /// Everything the server can be told.
@@ -42,6 +43,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Custom prices and discounts that win over the built-in catalog.
     pub pricing: PricingConfig,
+    /// Outcome analytics (tasks, runs).
+    pub analytics: AnalyticsConfig,
 }
 
 /// Log output format.
@@ -134,6 +137,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             storage: StorageConfig::default(),
             pricing: PricingConfig::default(),
+            analytics: AnalyticsConfig::default(),
         }
     }
 }

@@ -26,6 +26,12 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
         r#"{"object":"page","data":[],"has_more":false}"#,
         "ingest",
     ),
+    (
+        "POST",
+        "/v1/outcomes",
+        r#"{"task_id":"t","outcome":"success"}"#,
+        "ingest",
+    ),
     ("GET", "/api/v1/costs", "", "read"),
     ("GET", "/api/v1/rejects", "", "read"),
     ("GET", "/api/v1/billing/imports", "", "read"),
@@ -35,6 +41,24 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/explore", "", "read"),
     ("GET", "/explore.csv", "", "read"),
     ("GET", "/reconciliation", "", "read"),
+    ("GET", "/api/v1/tasks", "", "read"),
+    ("GET", "/api/v1/runs", "", "read"),
+    ("GET", "/api/v1/runs/run-doesnotexist", "", "read"),
+    ("GET", "/api/v1/routes", "", "read"),
+    ("GET", "/api/v1/whatif?as_model=gpt-4o", "", "read"),
+    (
+        "POST",
+        "/api/v1/whatif",
+        r#"{"map":[{"from":"*","to":"gpt-4o"}]}"#,
+        "read",
+    ),
+    ("GET", "/api/v1/reprice", "", "read"),
+    ("POST", "/api/v1/reprice", "", "admin"),
+    ("GET", "/api/v1/unpriced", "", "read"),
+    ("GET", "/api/v1/anomalies", "", "read"),
+    ("GET", "/tasks", "", "read"),
+    ("GET", "/runs/run-doesnotexist", "", "read"),
+    ("GET", "/routes", "", "read"),
     ("GET", "/api/v1/keys", "", "admin"),
     (
         "POST",
@@ -46,7 +70,15 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
 ];
 
 /// Endpoints that are dashboard pages (HTML answers).
-const ENDPOINT_PAGES: &[&str] = &["/", "/explore", "/explore.csv", "/reconciliation"];
+const ENDPOINT_PAGES: &[&str] = &[
+    "/",
+    "/explore",
+    "/explore.csv",
+    "/reconciliation",
+    "/tasks",
+    "/runs/run-doesnotexist",
+    "/routes",
+];
 
 async fn call(
     client: &reqwest::Client,
@@ -532,5 +564,137 @@ async fn answers_carry_security_headers_and_a_request_id() {
             "{path}"
         );
     }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn outcome_analytics_never_cross_projects() {
+    let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
+    let client = reqwest::Client::new();
+    let base = srv.url.clone();
+    let (_, ingest_a) = create_key(&client, &base, "ingest", Some("a")).await;
+    let (_, ingest_b) = create_key(&client, &base, "ingest", Some("b")).await;
+    let (_, read_a) = create_key(&client, &base, "read", Some("a")).await;
+
+    // The same task and run ids in both projects, with different costs.
+    for (key, cost) in [(&ingest_a, "1"), (&ingest_b, "100")] {
+        let body = json!([
+            {"timestamp": "2026-11-10T10:00:00Z", "model": "gpt-4o", "task_id": "t", "run_id": "r",
+             "feature": "f", "usage": {"input_tokens": 1000, "output_tokens": 10}, "cost": cost},
+            {"timestamp": "2026-11-10T10:00:00Z", "model": "mystery-model", "task_id": "u", "feature": "f"},
+        ])
+        .to_string();
+        let (status, answer) = call(&client, &base, "POST", "/v1/ingest", &body, Some(key)).await;
+        assert_eq!((status, &answer["accepted"]), (200, &json!(2)), "{answer}");
+    }
+    // Outcomes land in the writing key's project; naming another is a rejected record.
+    let (_, answer) = call(
+        &client,
+        &base,
+        "POST",
+        "/v1/outcomes",
+        &json!([{"task_id": "t", "outcome": "success"}, {"task_id": "t", "outcome": "failure", "project": "b"}])
+            .to_string(),
+        Some(&ingest_a),
+    )
+    .await;
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(answer["rejected"][0]["field"], "project");
+
+    let get = |path: &'static str| {
+        let (client, base, key) = (client.clone(), base.clone(), read_a.clone());
+        async move { call(&client, &base, "GET", path, "", Some(&key)).await }
+    };
+    let (_, tasks) = get("/api/v1/tasks").await;
+    assert_eq!(tasks["total"]["tasks"], 2, "{tasks}");
+    assert_eq!(tasks["total"]["successful"], 1);
+    assert_eq!(tasks["total"]["calls_cost"], "1");
+    let (_, runs) = get("/api/v1/runs").await;
+    assert_eq!(runs["total_runs"], 2, "{runs}");
+    let (status, run) = get("/api/v1/runs/r").await;
+    assert_eq!(status, 200);
+    assert_eq!(run["totals"]["cost"], "1");
+    assert_eq!(run["run"]["state"], "success");
+    let (_, routes) = get("/api/v1/routes").await;
+    assert_eq!(routes["rows"][0]["requests"], 2, "{routes}");
+    let (_, whatif) = get("/api/v1/whatif?as_model=gpt-4o-mini").await;
+    assert_eq!(whatif["total"]["requests"], 2);
+    assert_eq!(whatif["total"]["cost"], "1");
+    let (_, unpriced) = get("/api/v1/unpriced").await;
+    assert_eq!(unpriced["total"]["requests"], 1, "{unpriced}");
+    let (_, reprice) = get("/api/v1/reprice").await;
+    assert_eq!(reprice["total"]["events"], 2, "{reprice}");
+    let (status, _) = get("/api/v1/anomalies").await;
+    assert_eq!(status, 200);
+    // The pages show project a's numbers only.
+    let page = |path: &'static str| {
+        let (client, base, key) = (client.clone(), base.clone(), read_a.clone());
+        async move {
+            let r = client
+                .get(format!("{base}{path}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, html) = page("/runs/r").await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"id="run-cost" data-exact="1""#), "{html}");
+    let (status, html) = page("/tasks?from=2026-11-01&to=2026-11-30&range=custom").await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"data-exact="1""#) && !html.contains(r#"data-exact="100""#));
+
+    // Naming the other project is a 403 everywhere; its runs are not even found.
+    for path in [
+        "/api/v1/tasks?project=b",
+        "/api/v1/runs?project=b",
+        "/api/v1/runs/r?project=b",
+        "/api/v1/routes?project=b",
+        "/api/v1/whatif?as_model=gpt-4o&project=b",
+        "/api/v1/reprice?project=b",
+        "/api/v1/unpriced?project=b",
+        "/api/v1/anomalies?project=b",
+        "/tasks?project=b",
+        "/runs/r?project=b",
+        "/routes?project=b",
+    ] {
+        let (status, body) = call(&client, &base, "GET", path, "", Some(&read_a)).await;
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    let (status, _) = call(
+        &client,
+        &base,
+        "POST",
+        "/api/v1/whatif?project=b",
+        r#"{"map":[{"from":"*","to":"gpt-4o"}]}"#,
+        Some(&read_a),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = call(
+        &client,
+        &base,
+        "POST",
+        "/api/v1/reprice?apply=true",
+        "",
+        Some(&read_a),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+
+    // The admin sees both projects.
+    let (_, all) = call(
+        &client,
+        &base,
+        "GET",
+        "/api/v1/tasks?group_by=project",
+        "",
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(all["total"]["tasks"], 4, "{all}");
+    assert_eq!(all["total"]["calls_cost"], "101");
     srv.stop().await;
 }

@@ -90,6 +90,14 @@ pub fn generate_events_into(cfg: &DemoConfig, sink: &mut dyn FnMut(Value)) {
     Generator::new(cfg, false).run(sink);
 }
 
+/// Streams the events like [`generate_events_into`] and returns the outcomes [`generate`]
+/// would, so a loader gets both without holding every event as a JSON value.
+pub fn generate_with_outcomes_into(cfg: &DemoConfig, sink: &mut dyn FnMut(Value)) -> Vec<Value> {
+    let mut gen = Generator::new(cfg, true);
+    gen.run(sink);
+    gen.finish_outcomes()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Models
 // ---------------------------------------------------------------------------------------------

@@ -1,12 +1,16 @@
 //! Loads generated demo traffic through the real ingest pipeline (mapping, pricing, writer),
-//! so the demo exercises exactly the code that serves real traffic.
+//! so the demo exercises exactly the code that serves real traffic: events as `/v1/ingest`
+//! takes them, then task outcomes as `/v1/outcomes` takes them.
+
+use std::collections::HashMap;
 
 use chrono::Utc;
 
-use super::generate::{generate_events_into, DemoConfig};
-use crate::ingest::{self, Format, Limits, RequestDefaults};
+use super::generate::{generate_with_outcomes_into, DemoConfig};
+use crate::ingest::{self, Format, Limits, Reject, RequestDefaults};
 use crate::keys::Principal;
 use crate::pricing::Pricer;
+use crate::store::queries::outcomes as outcome_sql;
 use crate::store::{Store, WriteBatch};
 
 /// What loading produced.
@@ -15,16 +19,28 @@ pub struct Loaded {
     pub accepted: usize,
     pub duplicates: usize,
     pub rejected: usize,
+    /// Task outcomes stored.
+    pub outcomes: usize,
 }
 
-/// Events per write batch.
+/// Events (or outcomes) per write batch.
 const CHUNK: usize = 20_000;
 
 /// Generates the demo traffic and writes it. Any reject is a bug in the generator, so rejects
 /// are logged loudly (and still kept in the dead-letter table like any other).
 pub async fn load(store: &Store, pricer: &Pricer, cfg: &DemoConfig) -> anyhow::Result<Loaded> {
     let mut texts: Vec<String> = Vec::new();
-    generate_events_into(cfg, &mut |event| texts.push(event.to_string()));
+    // Outcomes name only their task; they belong to the project of the task's calls.
+    let mut project_of: HashMap<String, String> = HashMap::new();
+    let outcomes = generate_with_outcomes_into(cfg, &mut |event| {
+        if let (Some(task), Some(project)) = (event["task_id"].as_str(), event["project"].as_str())
+        {
+            if !project_of.contains_key(task) {
+                project_of.insert(task.to_string(), project.to_string());
+            }
+        }
+        texts.push(event.to_string());
+    });
     let mut loaded = Loaded::default();
     let limits = Limits::default();
     let principal = Principal::superuser();
@@ -55,6 +71,46 @@ pub async fn load(store: &Store, pricer: &Pricer, cfg: &DemoConfig) -> anyhow::R
         let outcome = store.writer().write(batch).await?;
         loaded.accepted += outcome.accepted;
         loaded.duplicates += outcome.duplicates;
+    }
+    drop(texts);
+
+    for chunk in outcomes.chunks(CHUNK) {
+        let now = Utc::now();
+        let ctx = ingest::outcome::Context {
+            limits: &limits,
+            max_records: usize::MAX,
+            now,
+            principal: &principal,
+        };
+        let mut records = Vec::with_capacity(chunk.len());
+        let mut rejects = Vec::new();
+        for (i, value) in chunk.iter().enumerate() {
+            let mut value = value.clone();
+            if let Some(p) = value["task_id"].as_str().and_then(|t| project_of.get(t)) {
+                value["project"] = p.clone().into();
+            }
+            let text = value.to_string();
+            match ingest::outcome::parse_record(&text, &ctx) {
+                Ok(o) => records.push(o),
+                Err(e) => {
+                    tracing::error!(field = %e.field, reason = %e.reason, "demo outcome rejected");
+                    rejects.push(Reject {
+                        index: i,
+                        source_format: ingest::outcome::SOURCE_FORMAT.into(),
+                        field: e.field,
+                        reason: e.reason,
+                        raw: text,
+                    });
+                }
+            }
+        }
+        loaded.rejected += rejects.len();
+        let written = store
+            .writer()
+            .exec(move |conn| outcome_sql::insert(conn, now, &records, &rejects, None, None))
+            .await?;
+        loaded.outcomes += written.accepted;
+        loaded.duplicates += written.duplicates;
     }
     Ok(loaded)
 }

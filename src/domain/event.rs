@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::outcome::TaskOutcome;
 use super::tokens::TokenBuckets;
 
 /// Outcome of the call at the HTTP/provider level (not the task's outcome).
@@ -131,6 +132,9 @@ pub struct UsageEvent {
     pub usage_detail: UsageDetail,
     /// Everything else, as JSON text.
     pub metadata: Option<String>,
+    /// The outcome of the call's task, when the call reports it (native `task_outcome`). The
+    /// writer stores it as an outcome record in the same commit as the event.
+    pub task_outcome: Option<TaskOutcome>,
 }
 
 /// An event with the pricing step's decision attached.

@@ -5,4 +5,5 @@
 pub mod dimension;
 pub mod event;
 pub mod money;
+pub mod outcome;
 pub mod tokens;

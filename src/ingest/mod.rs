@@ -28,6 +28,7 @@ pub mod normalize;
 pub mod openai;
 pub mod openrouter;
 pub mod otlp;
+pub mod outcome;
 pub mod portkey;
 pub mod pyliteral;
 pub mod value;

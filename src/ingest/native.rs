@@ -96,6 +96,8 @@ struct NativeRecord<'a> {
     fallback_from: Option<Cow<'a, str>>,
     #[serde(borrow)]
     metadata: Option<&'a RawValue>,
+    #[serde(borrow)]
+    task_outcome: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -204,6 +206,7 @@ pub fn parse_with(
     let route = fields::opt_slug("route", record.route, lim)?
         .or_else(|| defaults.route.clone())
         .unwrap_or_else(|| "direct".into());
+    let task_outcome = super::outcome::event_task_outcome(record.task_outcome.as_deref(), &dims)?;
 
     Ok(UsageEvent {
         ts,
@@ -242,6 +245,7 @@ pub fn parse_with(
             .metadata
             .map(|raw| fields::metadata("metadata", raw, lim))
             .transpose()?,
+        task_outcome,
     })
 }
 

@@ -329,6 +329,8 @@ impl Draft {
             currency: self.currency,
             usage_detail: self.usage_detail,
             metadata,
+            // Only the native format carries a task's outcome on a call.
+            task_outcome: None,
         })
     }
 }

@@ -373,6 +373,7 @@ mod tests {
                 currency: Some("USD".into()),
                 usage_detail: UsageDetail::Full,
                 metadata: Some(r#"{"k":"v"}"#.into()),
+                task_outcome: None,
             },
             computed_cost: Some(dec!(123456.123456789012)),
             custom_cost: None,

@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "billing",
         include_str!("../../schemas/migrations/0004_billing.sql"),
     ),
+    (
+        5,
+        "outcomes",
+        include_str!("../../schemas/migrations/0005_outcomes.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest schema.

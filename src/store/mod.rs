@@ -53,11 +53,17 @@ impl Store {
     }
 
     /// Like [`Store::open`], with work the writer runs inside every commit that adds events.
+    /// Storing the events' `task_outcome`s is always among it, so no way of opening the store
+    /// can drop them.
     pub fn open_with_hooks(
         data_dir: &Path,
         cfg: &StorageConfig,
         hooks: Vec<Arc<dyn CommitHook>>,
     ) -> anyhow::Result<Store> {
+        let hooks: Vec<Arc<dyn CommitHook>> =
+            std::iter::once(Arc::new(queries::outcomes::EventOutcomes) as Arc<dyn CommitHook>)
+                .chain(hooks)
+                .collect();
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         let path = data_dir.join("tally.duckdb");

@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
     // Each group is gated by role as a whole, so no handler can forget its check.
     let ingest = Router::new()
         .route("/v1/ingest", post(api::ingest::ingest))
+        .route("/v1/outcomes", post(api::outcomes::outcomes))
         .route("/v1/traces", post(api::traces::traces))
         .route("/v1/billing", post(api::billing::import))
         .route_layer(middleware::from_fn_with_state(Role::Ingest, auth::require));
@@ -60,10 +61,25 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/billing/imports", get(api::billing::imports))
         .route("/api/v1/reconciliation", get(api::billing::reconciliation))
         .route("/api/v1/export/focus", get(api::billing::focus))
+        .route("/tasks", get(pages::tasks::page))
+        .route("/runs/{id}", get(pages::runs::page))
+        .route("/routes", get(pages::routes::page))
+        .route("/api/v1/tasks", get(api::tasks::tasks))
+        .route("/api/v1/runs", get(api::runs::list))
+        .route("/api/v1/runs/{id}", get(api::runs::detail))
+        .route("/api/v1/routes", get(api::routes::routes))
+        .route(
+            "/api/v1/whatif",
+            get(api::whatif::get).post(api::whatif::post),
+        )
+        .route("/api/v1/reprice", get(api::reprice::dry_run))
+        .route("/api/v1/unpriced", get(api::unpriced::unpriced))
+        .route("/api/v1/anomalies", get(api::anomalies::anomalies))
         .route_layer(middleware::from_fn_with_state(Role::Read, auth::require));
     let admin = Router::new()
         .route("/api/v1/keys", get(api::keys::list).post(api::keys::create))
         .route("/api/v1/keys/{id}", delete(api::keys::revoke))
+        .route("/api/v1/reprice", post(api::reprice::apply))
         .route_layer(middleware::from_fn_with_state(Role::Admin, auth::require));
     let protected = ingest
         .merge(read)

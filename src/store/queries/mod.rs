@@ -4,12 +4,20 @@
 //! names defined here); every user-supplied value is a bound parameter. [`Sql`] keeps the text
 //! and its parameters together so the two cannot drift apart.
 
+pub mod anomalies;
 pub mod billing;
 pub mod costs;
 pub mod focus_export;
 pub mod keys;
+pub mod outcomes;
 pub mod reconciliation;
 pub mod rejects;
+pub mod reprice;
+pub mod routes;
+pub mod runs;
+pub mod scan;
+pub mod tasks;
+pub mod unpriced;
 
 use chrono::{DateTime, Utc};
 use duckdb::types::Value;

@@ -9,7 +9,10 @@
 pub mod explore;
 pub mod overview;
 pub mod reconciliation;
+pub mod routes;
+pub mod runs;
 pub mod signin;
+pub mod tasks;
 
 use askama::Template;
 use axum::http::{header, StatusCode};

@@ -1,0 +1,383 @@
+//! `/api/v1/routes`: how each route (`direct`, or a gateway's name) performs and what it
+//! effectively charges, per route and any further keys (`group_by=provider,model`).
+//!
+//! - `error_rate` = errors / requests; `error_types` splits the errors by `error_type`.
+//! - Latency and time-to-first-token are interpolated percentiles (`quantile_cont`) over the
+//!   requests that report them, in milliseconds.
+//! - `markup_pct` = (reported − list) / list × 100 over the requests that have both a reported
+//!   USD cost and a catalog list price: what the gateway adds to the provider's list price.
+//! - `effective_input_price_mtok` / `effective_output_price_mtok`: USD per million input /
+//!   output tokens actually paid. Each request's counted cost is split between input and output
+//!   in proportion to its catalog list price lines (input: uncached, cache read and write, audio
+//!   and image input; output: text, reasoning, audio and image output; per-call fees such as web
+//!   searches belong to neither), summed over the group: effective input price = (list price of
+//!   the input lines × cost / list price of all lines) / input tokens × 1,000,000. A route that
+//!   charges list price shows the catalog's rates; one that adds 5 % shows them 5 % higher.
+//!   Only requests with a cost and a list price take part (`split_requests`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use super::costs::{format_ts, QueryError};
+use super::params::{self, Common, ParamError};
+use super::time::Interval;
+use super::{dec_json, opt_dec_json, quotient, sort_groups, Table, Tabular, QUOTIENT_SCALE};
+use crate::pricing::{PriceRequest, Pricer};
+use crate::store::queries::routes::{self as sql, RouteAgg};
+use crate::store::queries::scan;
+use crate::store::Store;
+
+/// Names `order` may use besides group keys.
+pub const MEASURES: &[&str] = &[
+    "requests",
+    "errors",
+    "error_rate",
+    "cost",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "ttft_ms_p50",
+    "markup_pct",
+    "effective_input_price_mtok",
+    "effective_output_price_mtok",
+];
+
+const INPUT_LINES: [&str; 6] = [
+    "input_uncached",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "audio_in",
+    "image_in",
+];
+const OUTPUT_LINES: [&str; 4] = ["output", "output_reasoning", "audio_out", "image_out"];
+
+/// The values of a row's group-by dimensions.
+type GroupKeys = Vec<Option<String>>;
+
+/// A parsed routes question; `group_by` always starts with `route`.
+#[derive(Debug, Clone)]
+pub struct RouteQuery {
+    pub common: Common,
+}
+
+impl RouteQuery {
+    pub fn parse(pairs: &[(String, String)]) -> Result<RouteQuery, ParamError> {
+        // `route` is always the first key; adding it before parsing lets `order=route` work.
+        let mut pairs = pairs.to_vec();
+        match pairs.iter_mut().find(|(k, _)| k == "group_by") {
+            Some((_, v)) => {
+                let rest: Vec<&str> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && *s != "route")
+                    .collect();
+                *v = std::iter::once("route")
+                    .chain(rest)
+                    .collect::<Vec<_>>()
+                    .join(",");
+            }
+            None => pairs.push(("group_by".into(), "route".into())),
+        }
+        if pairs.iter().filter(|(k, _)| k == "group_by").count() > 1 {
+            return Err(ParamError(
+                "group_by: give it once, as a comma list (e.g. group_by=provider,model)".into(),
+            ));
+        }
+        let (common, _) = params::parse_common(&pairs, &[], MEASURES)?;
+        if common.interval != Interval::None {
+            return Err(ParamError(
+                "interval: routes are compared over the whole range; use from and to".into(),
+            ));
+        }
+        Ok(RouteQuery { common })
+    }
+}
+
+/// The split of counted cost into input and output (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Split {
+    pub requests: i64,
+    pub cost: Decimal,
+    pub list_all: Decimal,
+    pub list_input: Decimal,
+    pub list_output: Decimal,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl Split {
+    fn price(&self, list_part: Decimal, tokens: u64) -> Option<Decimal> {
+        if tokens == 0 || self.list_all.is_zero() {
+            return None;
+        }
+        let numerator = list_part
+            .checked_mul(self.cost)?
+            .checked_mul(Decimal::from(1_000_000u32))?;
+        let denominator = self.list_all.checked_mul(Decimal::from(tokens))?;
+        quotient(numerator, denominator)
+    }
+
+    pub fn input_price_mtok(&self) -> Option<Decimal> {
+        self.price(self.list_input, self.input_tokens)
+    }
+
+    pub fn output_price_mtok(&self) -> Option<Decimal> {
+        self.price(self.list_output, self.output_tokens)
+    }
+}
+
+/// One route group.
+#[derive(Debug, Clone)]
+pub struct RouteRow {
+    pub agg: RouteAgg,
+    /// (error_type, errors), most frequent first.
+    pub error_types: Vec<(Option<String>, i64)>,
+    pub split: Split,
+}
+
+impl RouteRow {
+    pub fn error_rate(&self) -> Option<Decimal> {
+        quotient(self.agg.errors.into(), self.agg.requests.into())
+    }
+
+    pub fn markup_pct(&self) -> Option<Decimal> {
+        let a = &self.agg;
+        if a.compared_requests == 0 {
+            return None;
+        }
+        quotient(
+            (a.compared_reported - a.compared_list) * Decimal::ONE_HUNDRED,
+            a.compared_list,
+        )
+    }
+
+    fn sort_value(&self, name: &str) -> Option<Decimal> {
+        // Durations, not money: a float is what they are, and only their order matters here.
+        let f = |v: Option<f64>| v.and_then(Decimal::from_f64_retain);
+        match name {
+            "requests" => Some(self.agg.requests.into()),
+            "errors" => Some(self.agg.errors.into()),
+            "error_rate" => self.error_rate(),
+            "cost" => Some(self.agg.cost),
+            "latency_ms_p50" => f(self.agg.latency_ms[0]),
+            "latency_ms_p95" => f(self.agg.latency_ms[1]),
+            "ttft_ms_p50" => f(self.agg.ttft_ms[0]),
+            "markup_pct" => self.markup_pct(),
+            "effective_input_price_mtok" => self.split.input_price_mtok(),
+            "effective_output_price_mtok" => self.split.output_price_mtok(),
+            _ => None,
+        }
+    }
+}
+
+/// The whole answer.
+#[derive(Debug, Clone)]
+pub struct RouteAnswer {
+    pub query: RouteQuery,
+    pub rows: Vec<RouteRow>,
+    pub truncated: bool,
+}
+
+/// Answers a routes question.
+pub async fn query(
+    store: &Store,
+    pricer: Arc<Pricer>,
+    q: RouteQuery,
+) -> Result<RouteAnswer, QueryError> {
+    let q2 = q.clone();
+    let (aggs, types, splits) = store
+        .read(move |conn| {
+            let c = &q2.common;
+            let aggs = sql::aggregates(conn, c)?;
+            let types = sql::error_types(conn, c)?;
+            let mut splits: HashMap<GroupKeys, Split> = HashMap::new();
+            scan::scan(conn, &c.range, &c.filters, &c.group_by, &mut |row| {
+                let Some(cost) = row.cost else { return Ok(()) };
+                let explained = pricer.explain(&PriceRequest {
+                    provider: row.provider.as_deref(),
+                    model: &row.model,
+                    at: row.ts,
+                    service_tier: Some(&row.service_tier),
+                    tokens: &row.tokens,
+                    web_search_requests: row.web_search_requests,
+                    requests: 1,
+                    project: row.project.as_deref(),
+                    api_key_id: row.api_key_id.as_deref(),
+                });
+                let Some(list) = explained.list else {
+                    return Ok(());
+                };
+                let (mut all, mut input, mut output) =
+                    (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+                for line in &list.lines {
+                    all += line.amount;
+                    if INPUT_LINES.contains(&line.bucket) {
+                        input += line.amount;
+                    } else if OUTPUT_LINES.contains(&line.bucket) {
+                        output += line.amount;
+                    }
+                }
+                if all.is_zero() {
+                    return Ok(());
+                }
+                for keys in scan::key_sets(&row, &c.group_by) {
+                    let s = splits.entry(keys).or_default();
+                    s.requests += 1;
+                    s.cost += cost;
+                    s.list_all += all;
+                    s.list_input += input;
+                    s.list_output += output;
+                    s.input_tokens += row.tokens.input_total();
+                    s.output_tokens += row.tokens.output_total();
+                }
+                Ok(())
+            })?;
+            Ok((aggs, types, splits))
+        })
+        .await?;
+    let mut by_group: HashMap<GroupKeys, Vec<(Option<String>, i64)>> = HashMap::new();
+    for (keys, t, n) in types {
+        by_group.entry(keys).or_default().push((t, n));
+    }
+    let mut splits = splits;
+    let mut rows: Vec<RouteRow> = aggs
+        .into_iter()
+        .map(|agg| {
+            let mut error_types = by_group.remove(&agg.keys).unwrap_or_default();
+            // Most frequent first; errors without a type after the named ones.
+            error_types.sort_by(|a, b| {
+                b.1.cmp(&a.1)
+                    .then_with(|| a.0.is_none().cmp(&b.0.is_none()))
+                    .then_with(|| a.0.cmp(&b.0))
+            });
+            let split = splits.remove(&agg.keys).unwrap_or_default();
+            RouteRow {
+                agg,
+                error_types,
+                split,
+            }
+        })
+        .collect();
+    let c = &q.common;
+    sort_groups(
+        &mut rows,
+        c,
+        |r| &r.agg.keys,
+        |_| None,
+        |r, m| r.sort_value(m),
+        "requests",
+    );
+    let truncated = rows.len() > c.limit;
+    rows.truncate(c.limit);
+    Ok(RouteAnswer {
+        query: q,
+        rows,
+        truncated,
+    })
+}
+
+/// A duration percentile for the answer: milliseconds to one decimal place.
+fn ms(v: Option<f64>) -> Value {
+    v.map_or(Value::Null, |x| json!((x * 10.0).round() / 10.0))
+}
+
+const COLUMNS: [&str; 21] = [
+    "requests",
+    "errors",
+    "error_rate",
+    "error_types",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "latency_ms_p99",
+    "ttft_ms_p50",
+    "ttft_ms_p95",
+    "ttft_ms_p99",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "unpriced_requests",
+    "effective_input_price_mtok",
+    "effective_output_price_mtok",
+    "split_requests",
+    "compared_requests",
+    "reported_cost",
+    "list_cost",
+    "markup_pct",
+];
+
+impl Tabular for RouteAnswer {
+    fn table(&self) -> Table {
+        let c = &self.query.common;
+        let mut columns: Vec<String> = c.group_by.iter().map(|d| d.name().to_string()).collect();
+        columns.extend(COLUMNS.iter().map(|s| s.to_string()));
+        let mut table = Table::new(columns);
+        for r in &self.rows {
+            let a = &r.agg;
+            let mut values: Vec<Value> = a
+                .keys
+                .iter()
+                .map(|k| k.clone().map_or(Value::Null, Value::String))
+                .collect();
+            let types: Vec<Value> = r
+                .error_types
+                .iter()
+                .map(|(t, n)| {
+                    json!({
+                        "error_type": t,
+                        "errors": n,
+                        "rate": opt_dec_json(quotient((*n).into(), a.requests.into())),
+                    })
+                })
+                .collect();
+            values.extend([
+                json!(a.requests),
+                json!(a.errors),
+                opt_dec_json(r.error_rate()),
+                Value::Array(types),
+                ms(a.latency_ms[0]),
+                ms(a.latency_ms[1]),
+                ms(a.latency_ms[2]),
+                ms(a.ttft_ms[0]),
+                ms(a.ttft_ms[1]),
+                ms(a.ttft_ms[2]),
+                json!(a.input_tokens),
+                json!(a.output_tokens),
+                dec_json(a.cost),
+                json!(a.unpriced_requests),
+                opt_dec_json(r.split.input_price_mtok()),
+                opt_dec_json(r.split.output_price_mtok()),
+                json!(r.split.requests),
+                json!(a.compared_requests),
+                dec_json(a.compared_reported),
+                dec_json(a.compared_list),
+                opt_dec_json(r.markup_pct()),
+            ]);
+            table.rows.push(values);
+        }
+        table
+    }
+}
+
+impl RouteAnswer {
+    pub fn to_json(&self) -> Value {
+        let c = &self.query.common;
+        json!({
+            "from": c.range.from.map(|t| format_ts(t, c.tz)),
+            "to": c.range.to.map(|t| format_ts(t, c.tz)),
+            "tz": c.tz.name(),
+            "group_by": c.group_by.iter().map(|d| d.name()).collect::<Vec<_>>(),
+            "quotient_scale": QUOTIENT_SCALE,
+            "rows": self.table().objects(),
+            "truncated": self.truncated,
+            "definitions": {
+                "error_rate": "errors / requests",
+                "latency_ms_p50": "interpolated percentile (quantile_cont) of latency_ms over requests that report it",
+                "effective_input_price_mtok": "USD per million input tokens paid: each request's cost split between input and output in proportion to its catalog list-price lines, over split_requests",
+                "markup_pct": "(reported_cost - list_cost) / list_cost * 100 over compared_requests (requests with a reported USD cost and a list price)",
+            },
+        })
+    }
+}

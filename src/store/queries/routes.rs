@@ -1,0 +1,159 @@
+//! SQL of `/api/v1/routes`: per route (and further keys) requests, errors by type, latency and
+//! time-to-first-token percentiles, and reported vs list cost where both are known.
+//!
+//! Percentiles are `quantile_cont` over the INTEGER millisecond columns (interpolated, so a
+//! p95 may fall between two observed values); they are durations, not money, so a DOUBLE is
+//! fine. Money is summed as `DECIMAL` and read back as text.
+
+use duckdb::Connection;
+use rust_decimal::Decimal;
+
+use super::{decimal, where_clause, Sql};
+use crate::analytics::params::Common;
+use crate::domain::dimension::Dimension;
+use crate::store::StoreError;
+
+/// Sums and percentiles of one route group.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteAgg {
+    pub keys: Vec<Option<String>>,
+    pub requests: i64,
+    pub errors: i64,
+    /// p50, p95, p99 of `latency_ms` over the requests that report it.
+    pub latency_ms: [Option<f64>; 3],
+    /// p50, p95, p99 of `ttft_ms` (streamed requests).
+    pub ttft_ms: [Option<f64>; 3],
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost: Decimal,
+    pub unpriced_requests: i64,
+    /// Requests with both a reported USD cost and a list cost.
+    pub compared_requests: i64,
+    /// Their reported cost…
+    pub compared_reported: Decimal,
+    /// …and their list cost.
+    pub compared_list: Decimal,
+}
+
+/// Pushes `SELECT <keys> FROM (SELECT <cols>, <keys or unnested tag> FROM events WHERE …) e`.
+fn source(sql: &mut Sql, c: &Common, columns: &str) {
+    sql.push(" FROM (SELECT ").push(columns);
+    for dim in &c.group_by {
+        if *dim == Dimension::Tag {
+            sql.push(", unnest(CASE WHEN len(tags) = 0 THEN [NULL::VARCHAR] ELSE tags END) AS tag");
+        } else {
+            sql.push(", ").push(dim.column());
+        }
+    }
+    sql.push(" FROM events");
+    where_clause(sql, &c.range, &c.filters);
+    sql.push(") e");
+}
+
+fn keys_select(sql: &mut Sql, c: &Common) {
+    for dim in &c.group_by {
+        sql.push(dim.name()).push(", ");
+    }
+}
+
+/// One row per group of `c.group_by` (which starts with `route`).
+pub fn aggregates(conn: &Connection, c: &Common) -> Result<Vec<RouteAgg>, StoreError> {
+    let mut sql = Sql::default();
+    sql.push("SELECT ");
+    keys_select(&mut sql, c);
+    sql.push(
+        "count(*)::BIGINT, count(*) FILTER (WHERE status = 'error')::BIGINT, \
+         quantile_cont(latency_ms, 0.5), quantile_cont(latency_ms, 0.95), quantile_cont(latency_ms, 0.99), \
+         quantile_cont(ttft_ms, 0.5), quantile_cont(ttft_ms, 0.95), quantile_cont(ttft_ms, 0.99), \
+         coalesce(sum(input_uncached + cache_read + cache_write_5m + cache_write_1h + audio_in + image_in), 0)::BIGINT, \
+         coalesce(sum(output + audio_out + image_out), 0)::BIGINT, \
+         coalesce(sum(cost), 0)::VARCHAR, count(*) FILTER (WHERE cost IS NULL)::BIGINT, \
+         count(*) FILTER (WHERE reported_cost IS NOT NULL AND currency = 'USD' AND computed_cost IS NOT NULL)::BIGINT, \
+         coalesce(sum(reported_cost) FILTER (WHERE reported_cost IS NOT NULL AND currency = 'USD' AND computed_cost IS NOT NULL), 0)::VARCHAR, \
+         coalesce(sum(computed_cost) FILTER (WHERE reported_cost IS NOT NULL AND currency = 'USD' AND computed_cost IS NOT NULL), 0)::VARCHAR",
+    );
+    source(
+        &mut sql,
+        c,
+        "status, latency_ms, ttft_ms, input_uncached, cache_read, cache_write_5m, cache_write_1h, \
+         audio_in, image_in, output, audio_out, image_out, cost, reported_cost, currency, computed_cost",
+    );
+    sql.push(" GROUP BY ALL");
+    let mut stmt = conn.prepare(&sql.text)?;
+    let n = c.group_by.len();
+    let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
+        let mut keys = Vec::with_capacity(n);
+        for i in 0..n {
+            keys.push(r.get::<_, Option<String>>(i)?);
+        }
+        Ok((
+            keys,
+            r.get::<_, i64>(n)?,
+            r.get::<_, i64>(n + 1)?,
+            [r.get(n + 2)?, r.get(n + 3)?, r.get(n + 4)?],
+            [r.get(n + 5)?, r.get(n + 6)?, r.get(n + 7)?],
+            r.get::<_, i64>(n + 8)?,
+            r.get::<_, i64>(n + 9)?,
+            r.get::<_, Option<String>>(n + 10)?,
+            r.get::<_, i64>(n + 11)?,
+            r.get::<_, i64>(n + 12)?,
+            r.get::<_, Option<String>>(n + 13)?,
+            r.get::<_, Option<String>>(n + 14)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (
+            keys,
+            requests,
+            errors,
+            latency_ms,
+            ttft_ms,
+            input,
+            output,
+            cost,
+            unpriced,
+            cmp,
+            rep,
+            list,
+        ) = row?;
+        out.push(RouteAgg {
+            keys,
+            requests,
+            errors,
+            latency_ms,
+            ttft_ms,
+            input_tokens: input,
+            output_tokens: output,
+            cost: decimal(cost)?,
+            unpriced_requests: unpriced,
+            compared_requests: cmp,
+            compared_reported: decimal(rep)?,
+            compared_list: decimal(list)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Failed requests per group and `error_type` (`None` when the source gave no type).
+pub type ErrorTypeRow = (Vec<Option<String>>, Option<String>, i64);
+
+/// Failed requests by group and error type.
+pub fn error_types(conn: &Connection, c: &Common) -> Result<Vec<ErrorTypeRow>, StoreError> {
+    let mut sql = Sql::default();
+    sql.push("SELECT ");
+    keys_select(&mut sql, c);
+    sql.push("error_type, count(*)::BIGINT");
+    source(&mut sql, c, "status, error_type");
+    sql.push(" WHERE status = 'error' GROUP BY ALL");
+    let mut stmt = conn.prepare(&sql.text)?;
+    let n = c.group_by.len();
+    let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
+        let mut keys = Vec::with_capacity(n);
+        for i in 0..n {
+            keys.push(r.get::<_, Option<String>>(i)?);
+        }
+        Ok((keys, r.get(n)?, r.get(n + 1)?))
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}

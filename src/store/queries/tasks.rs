@@ -1,0 +1,407 @@
+//! SQL of units of work — tasks and runs — built from their calls and outcomes, and the
+//! `/api/v1/tasks` aggregates over them.
+//!
+//! [`relation`] turns events into one row per unit: a task is keyed by `task_id`, else
+//! `run_id`, else `trace_id`; a run by `run_id`, else `task_id`, else `trace_id`; both within
+//! a project. A unit's dimension columns are its *first* call's (earliest `ts`, ties by arrival
+//! and ids), with `feature`, `user_id` and `customer_id` filled from the outcome when the first
+//! call has none, and its `ts` is the first call's, so the ordinary `where_clause` and bucket
+//! joins of the costs API apply to units unchanged. Every call of a unit counts toward it,
+//! wherever its own timestamp falls. A call is *wasted* (retry cost) when it failed (`status =
+//! 'error'`) or when a later call of the same unit names it in `retry_of` or `fallback_from`
+//! (matched against its `id`, `request_id` or `span_id`). The winning outcome is the latest by
+//! outcome timestamp, ties by arrival; without one the unit is `open` while its last call is
+//! newer than the cut-off, else `unknown`.
+
+use chrono::{DateTime, Utc};
+use duckdb::types::Value;
+use duckdb::Connection;
+
+use super::{decimal, from_micros, where_clause, Sql};
+use crate::analytics::params::{Common, Filter, TimeRange};
+use crate::analytics::tasks::TaskMeasures;
+use crate::domain::dimension::Dimension;
+use crate::store::StoreError;
+
+/// What a relation row stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Task,
+    Run,
+}
+
+impl Unit {
+    /// The key columns in precedence order.
+    fn key_columns(self) -> [&'static str; 3] {
+        match self {
+            Unit::Task => ["task_id", "run_id", "trace_id"],
+            Unit::Run => ["run_id", "task_id", "trace_id"],
+        }
+    }
+
+    fn key_expr(self, alias: &str) -> String {
+        let [a, b, c] = self.key_columns();
+        format!("coalesce({alias}{a}, {alias}{b}, {alias}{c})")
+    }
+}
+
+/// Columns of the first call kept for the unit (besides `ts`).
+const FIRST_COLUMNS: [&str; 20] = [
+    "user_id",
+    "team_id",
+    "api_key_id",
+    "customer_id",
+    "feature",
+    "tags",
+    "model",
+    "provider",
+    "route",
+    "agent",
+    "status",
+    "cost_source",
+    "task_id",
+    "run_id",
+    "trace_id",
+    "operation",
+    "service_tier",
+    "error_type",
+    "session_id",
+    "received_at",
+];
+
+/// ` AND (project = ? OR …)` for a project filter, pushed into every scan: a unit never spans
+/// projects, so this prunes without changing any answer.
+fn project_condition(sql: &mut Sql, project: Option<&Filter>, column: &str) {
+    let Some(f) = project else { return };
+    sql.push(" AND (FALSE");
+    for v in &f.values {
+        match v {
+            Some(p) => {
+                sql.push(" OR ")
+                    .push(column)
+                    .push(" = ")
+                    .bind(Value::Text(p.clone()));
+            }
+            None => {
+                sql.push(" OR ").push(column).push(" IS NULL");
+            }
+        }
+    }
+    sql.push(")");
+}
+
+/// Pushes `(<one row per unit>)`. Columns: `ts` (first call), `last_ts`, `ended_us`, every
+/// dimension column under its events name, `id_kind`, `calls`, `errors`, `retries`,
+/// `fallbacks`, `calls_cost`, `retry_cost`, `wasted_calls`, `unpriced_calls`,
+/// `input_tokens`, `output_tokens`, `outcome`, `state`, `value`, `rework_cost`.
+///
+/// `range` only prunes: units with a call in it are read (with all their calls); the caller's
+/// `where_clause` then keeps those whose first call is in it.
+pub fn relation(
+    sql: &mut Sql,
+    unit: Unit,
+    range: &TimeRange,
+    filters: &[Filter],
+    open_cutoff: DateTime<Utc>,
+) {
+    let project = filters.iter().find(|f| f.dim == Dimension::Project);
+    let key_e = unit.key_expr("e.");
+    sql.push("(WITH te AS (SELECT e.rowid AS rid, e.project AS project, ")
+        .push(&key_e)
+        .push(
+            " AS uk, e.ts, e.received_at, e.idem_key, e.request_id, e.span_id, e.retry_of, \
+             e.fallback_from, e.status, e.cost, e.latency_ms, e.user_id, e.team_id, e.api_key_id, \
+             e.customer_id, e.feature, e.tags, e.model, e.provider, e.route, e.agent, \
+             e.cost_source, e.task_id, e.run_id, e.trace_id, e.operation, e.service_tier, \
+             e.error_type, e.session_id, \
+             e.input_uncached + e.cache_read + e.cache_write_5m + e.cache_write_1h + e.audio_in + e.image_in AS input_tokens, \
+             e.output + e.audio_out + e.image_out AS output_tokens \
+             FROM events e",
+        );
+    if range.from.is_some() || range.to.is_some() {
+        // Only units with a call in the range can have their first call in it.
+        sql.push(" JOIN (SELECT DISTINCT project AS kp, ")
+            .push(&unit.key_expr(""))
+            .push(" AS kk FROM events WHERE ")
+            .push(&unit.key_expr(""))
+            .push(" IS NOT NULL");
+        if let Some(from) = range.from {
+            sql.push(" AND ts >= ").bind_ts(from);
+        }
+        if let Some(to) = range.to {
+            sql.push(" AND ts < ").bind_ts(to);
+        }
+        project_condition(sql, project, "project");
+        sql.push(") k ON e.project = k.kp AND ")
+            .push(&key_e)
+            .push(" = k.kk");
+    }
+    sql.push(" WHERE ").push(&key_e).push(" IS NOT NULL");
+    project_condition(sql, project, "e.project");
+    sql.push(
+        "), refs AS (SELECT DISTINCT project, uk, r FROM (\
+             SELECT project, uk, retry_of AS r FROM te UNION ALL \
+             SELECT project, uk, fallback_from AS r FROM te) WHERE r IS NOT NULL), \
+         linked AS (\
+             SELECT te.rid FROM te JOIN refs ON refs.project = te.project AND refs.uk = te.uk AND refs.r = te.idem_key \
+             UNION SELECT te.rid FROM te JOIN refs ON refs.project = te.project AND refs.uk = te.uk AND refs.r = te.request_id \
+             UNION SELECT te.rid FROM te JOIN refs ON refs.project = te.project AND refs.uk = te.uk AND refs.r = te.span_id), \
+         agg AS (SELECT te.project, te.uk, arg_min({",
+    );
+    for (i, c) in FIRST_COLUMNS.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("'").push(c).push("': te.").push(c);
+    }
+    sql.push(
+        "}, (te.ts, te.received_at, te.idem_key, te.request_id, te.span_id)) AS f, \
+         min(te.ts) AS first_ts, arg_min(te.agent, te.ts) AS any_agent, max(te.ts) AS last_ts, \
+         max(epoch_us(te.ts) + coalesce(te.latency_ms, 0)::BIGINT * 1000) AS ended_us, \
+         count(*) AS calls, \
+         count(*) FILTER (WHERE te.status = 'error') AS errors, \
+         count(*) FILTER (WHERE te.retry_of IS NOT NULL) AS retries, \
+         count(*) FILTER (WHERE te.fallback_from IS NOT NULL) AS fallbacks, \
+         sum(te.cost) AS calls_cost, \
+         sum(te.cost) FILTER (WHERE te.status = 'error' OR l.rid IS NOT NULL) AS retry_cost, \
+         count(*) FILTER (WHERE te.status = 'error' OR l.rid IS NOT NULL) AS wasted_calls, \
+         count(*) FILTER (WHERE te.cost IS NULL) AS unpriced_calls, \
+         sum(te.input_tokens) AS input_tokens, sum(te.output_tokens) AS output_tokens \
+         FROM te LEFT JOIN (SELECT DISTINCT rid FROM linked) l ON l.rid = te.rid \
+         GROUP BY te.project, te.uk), \
+         oc AS (SELECT project, task_id AS ok, outcome, value, rework_cost, feature, user_id, customer_id \
+         FROM outcomes WHERE TRUE",
+    );
+    project_condition(sql, project, "project");
+    sql.push(
+        " QUALIFY row_number() OVER (PARTITION BY project, task_id ORDER BY ts DESC, seq DESC) = 1) \
+         SELECT a.first_ts AS ts, a.last_ts, a.ended_us, a.project AS project",
+    );
+    let f = |c: &str| format!("struct_extract(a.f, '{c}')");
+    for c in FIRST_COLUMNS {
+        let expr = match (c, unit) {
+            ("received_at", _) => continue,
+            ("feature" | "user_id" | "customer_id", _) => format!("coalesce({}, oc.{c})", f(c)),
+            ("task_id", Unit::Task) | ("run_id", Unit::Run) => "a.uk".to_string(),
+            ("agent", _) => format!("coalesce({}, a.any_agent)", f(c)),
+            _ => f(c),
+        };
+        sql.push(", ").push(&expr).push(" AS ").push(c);
+    }
+    let [k1, k2, _] = unit.key_columns();
+    sql.push(&format!(
+        ", CASE WHEN {} IS NOT NULL THEN '{k1}' WHEN {} IS NOT NULL THEN '{k2}' ELSE 'trace_id' END AS id_kind",
+        f(k1),
+        f(k2)
+    ));
+    sql.push(
+        ", a.calls, a.errors, a.retries, a.fallbacks, a.calls_cost, a.retry_cost, a.wasted_calls, \
+         a.unpriced_calls, a.input_tokens, a.output_tokens, oc.outcome, \
+         CASE WHEN oc.outcome IS NOT NULL THEN oc.outcome WHEN a.last_ts >= ",
+    )
+    .bind_ts(open_cutoff)
+    .push(
+        " THEN 'open' ELSE 'unknown' END AS state, oc.value, oc.rework_cost \
+         FROM agg a LEFT JOIN oc ON oc.project = a.project AND oc.ok = ",
+    );
+    match unit {
+        Unit::Task => sql.push("a.uk"),
+        // A run's outcome is its task's: several runs of one task share it.
+        Unit::Run => sql.push(&format!("coalesce({}, a.uk)", f("task_id"))),
+    };
+    sql.push(")");
+}
+
+/// Aggregates over the (filtered, possibly tag-unnested and bucketed) unit relation `e`.
+const AGGREGATES: &str = "
+    count(*)::BIGINT,
+    count(*) FILTER (WHERE state = 'success')::BIGINT,
+    count(*) FILTER (WHERE state = 'failure')::BIGINT,
+    count(*) FILTER (WHERE state = 'abandoned')::BIGINT,
+    count(*) FILTER (WHERE state = 'open')::BIGINT,
+    count(*) FILTER (WHERE state = 'unknown')::BIGINT,
+    coalesce(sum(calls_cost), 0)::VARCHAR,
+    coalesce(sum(rework_cost), 0)::VARCHAR,
+    coalesce(sum(retry_cost), 0)::VARCHAR,
+    coalesce(sum(value), 0)::VARCHAR,
+    count(value)::BIGINT,
+    coalesce(sum(calls), 0)::BIGINT,
+    quantile_disc(calls, 0.95)::BIGINT,
+    coalesce(sum(wasted_calls), 0)::BIGINT,
+    coalesce(sum(unpriced_calls), 0)::BIGINT,
+    coalesce(sum(coalesce(calls_cost, 0) + coalesce(rework_cost, 0)) FILTER (WHERE state = 'success'), 0)::VARCHAR,
+    coalesce(sum(coalesce(calls_cost, 0) + coalesce(rework_cost, 0)) FILTER (WHERE state = 'failure'), 0)::VARCHAR,
+    coalesce(sum(coalesce(calls_cost, 0) + coalesce(rework_cost, 0)) FILTER (WHERE state = 'abandoned'), 0)::VARCHAR,
+    coalesce(sum(coalesce(calls_cost, 0) + coalesce(rework_cost, 0)) FILTER (WHERE state = 'open'), 0)::VARCHAR,
+    coalesce(sum(coalesce(calls_cost, 0) + coalesce(rework_cost, 0)) FILTER (WHERE state = 'unknown'), 0)::VARCHAR";
+
+/// One group of tasks, as read.
+pub struct TaskGroupRow {
+    pub keys: Vec<Option<String>>,
+    pub bucket: Option<DateTime<Utc>>,
+    pub measures: TaskMeasures,
+}
+
+/// Every group (and bucket) of tasks; ordering and limits are the caller's, because the
+/// per-task quotients they may sort by are computed in Rust.
+pub fn grouped(
+    conn: &Connection,
+    c: &Common,
+    buckets: &[DateTime<Utc>],
+    open_cutoff: DateTime<Utc>,
+) -> Result<Vec<TaskGroupRow>, StoreError> {
+    let mut sql = Sql::default();
+    sql.push("SELECT ");
+    for dim in &c.group_by {
+        sql.push(dim.name()).push(", ");
+    }
+    sql.push(if buckets.is_empty() {
+        "NULL::BIGINT, "
+    } else {
+        "epoch_us(bucket), "
+    });
+    sql.push(AGGREGATES).push(" FROM (SELECT u.*");
+    for dim in &c.group_by {
+        if *dim == Dimension::Tag {
+            sql.push(
+                ", unnest(CASE WHEN len(u.tags) = 0 THEN [NULL::VARCHAR] ELSE u.tags END) AS tag",
+            );
+        }
+    }
+    sql.push(" FROM ");
+    relation(&mut sql, Unit::Task, &c.range, &c.filters, open_cutoff);
+    sql.push(" u");
+    where_clause(&mut sql, &c.range, &c.filters);
+    sql.push(") e");
+    if !buckets.is_empty() {
+        sql.push(" ASOF JOIN (VALUES ");
+        for (i, b) in buckets.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(").bind_ts(*b).push(")");
+        }
+        sql.push(") b(bucket) ON e.ts >= b.bucket");
+    }
+    if !c.group_by.is_empty() || !buckets.is_empty() {
+        sql.push(" GROUP BY ALL");
+    }
+    let mut stmt = conn.prepare(&sql.text)?;
+    let keys = c.group_by.len();
+    let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
+        let mut group = Vec::with_capacity(keys);
+        for i in 0..keys {
+            group.push(r.get::<_, Option<String>>(i)?);
+        }
+        let bucket: Option<i64> = r.get(keys)?;
+        Ok((group, bucket, read_raw(r, keys + 1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (keys, bucket, raw) = row?;
+        let measures = raw.into_measures()?;
+        // A grouped query over no rows yields no groups; an ungrouped one yields one empty row.
+        if measures.tasks == 0 {
+            continue;
+        }
+        out.push(TaskGroupRow {
+            keys,
+            bucket: bucket.map(from_micros),
+            measures,
+        });
+    }
+    Ok(out)
+}
+
+/// Totals over every task in scope, each task once (tags not unnested).
+pub fn total(
+    conn: &Connection,
+    c: &Common,
+    open_cutoff: DateTime<Utc>,
+) -> Result<TaskMeasures, StoreError> {
+    let mut sql = Sql::default();
+    sql.push("SELECT ").push(AGGREGATES).push(" FROM ");
+    relation(&mut sql, Unit::Task, &c.range, &c.filters, open_cutoff);
+    sql.push(" e");
+    where_clause(&mut sql, &c.range, &c.filters);
+    let mut stmt = conn.prepare(&sql.text)?;
+    let raw = stmt.query_row(duckdb::params_from_iter(sql.params.iter()), |r| {
+        read_raw(r, 0)
+    })?;
+    raw.into_measures()
+}
+
+struct RawTaskMeasures {
+    counts: [i64; 6],
+    money: [Option<String>; 4],
+    valued: i64,
+    calls: i64,
+    calls_p95: Option<i64>,
+    wasted: i64,
+    unpriced: i64,
+    by_state: [Option<String>; 5],
+}
+
+fn read_raw(r: &duckdb::Row<'_>, start: usize) -> duckdb::Result<RawTaskMeasures> {
+    let mut counts = [0i64; 6];
+    for (i, slot) in counts.iter_mut().enumerate() {
+        *slot = r.get(start + i)?;
+    }
+    Ok(RawTaskMeasures {
+        counts,
+        money: [
+            r.get(start + 6)?,
+            r.get(start + 7)?,
+            r.get(start + 8)?,
+            r.get(start + 9)?,
+        ],
+        valued: r.get(start + 10)?,
+        calls: r.get(start + 11)?,
+        calls_p95: r.get(start + 12)?,
+        wasted: r.get(start + 13)?,
+        unpriced: r.get(start + 14)?,
+        by_state: [
+            r.get(start + 15)?,
+            r.get(start + 16)?,
+            r.get(start + 17)?,
+            r.get(start + 18)?,
+            r.get(start + 19)?,
+        ],
+    })
+}
+
+impl RawTaskMeasures {
+    fn into_measures(self) -> Result<TaskMeasures, StoreError> {
+        let [tasks, successful, failed, abandoned, open, unknown] = self.counts;
+        let [calls_cost, rework_cost, retry_cost, value] = self.money;
+        let [s, f, a, o, u] = self.by_state;
+        Ok(TaskMeasures {
+            tasks,
+            successful,
+            failed,
+            abandoned,
+            open,
+            unknown,
+            calls_cost: decimal(calls_cost)?,
+            rework_cost: decimal(rework_cost)?,
+            retry_cost: decimal(retry_cost)?,
+            value: if self.valued > 0 {
+                Some(decimal(value)?)
+            } else {
+                None
+            },
+            valued_tasks: self.valued,
+            calls: self.calls,
+            calls_p95: self.calls_p95,
+            wasted_calls: self.wasted,
+            unpriced_calls: self.unpriced,
+            cost_by_state: [
+                decimal(s)?,
+                decimal(f)?,
+                decimal(a)?,
+                decimal(o)?,
+                decimal(u)?,
+            ],
+        })
+    }
+}
