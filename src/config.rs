@@ -14,6 +14,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::budgets::channel::ChannelSpec;
+use crate::budgets::model::BudgetSpec;
+use crate::budgets::AlertsConfig;
 use crate::pricing::PricingConfig;
 
 /// Everything the server can be told.
@@ -37,6 +40,12 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Custom prices and discounts that win over the built-in catalog.
     pub pricing: PricingConfig,
+    /// Alert delivery: retry schedule, timeout, snapshot refresh.
+    pub alerts: AlertsConfig,
+    /// `[[budgets]]`: budgets declared here, applied on start (idempotent by project + name).
+    pub budgets: Vec<BudgetSpec>,
+    /// `[[channels]]`: alert channels declared here, applied on start before the budgets.
+    pub channels: Vec<ChannelSpec>,
 }
 
 /// Log output format.
@@ -122,6 +131,9 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             storage: StorageConfig::default(),
             pricing: PricingConfig::default(),
+            alerts: AlertsConfig::default(),
+            budgets: Vec::new(),
+            channels: Vec::new(),
         }
     }
 }
@@ -177,6 +189,15 @@ impl Config {
         }
         if self.storage.read_connections == 0 {
             bail!("storage.read_connections must be at least 1");
+        }
+        self.alerts.parse().map_err(anyhow::Error::msg)?;
+        for (i, b) in self.budgets.iter().enumerate() {
+            b.check()
+                .map_err(|e| anyhow::anyhow!("budgets[{i}] ({}): {e}", b.name))?;
+        }
+        for (i, c) in self.channels.iter().enumerate() {
+            c.check()
+                .map_err(|e| anyhow::anyhow!("channels[{i}] ({}): {e}", c.name))?;
         }
         if let Some(key) = &self.admin_key {
             if key.trim().len() < 16 {

@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "keys",
         include_str!("../../schemas/migrations/0002_keys.sql"),
     ),
+    (
+        6,
+        "budgets",
+        include_str!("../../schemas/migrations/0006_budgets.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest schema.

@@ -4,6 +4,7 @@
 //! names defined here); every user-supplied value is a bound parameter. [`Sql`] keeps the text
 //! and its parameters together so the two cannot drift apart.
 
+pub mod budgets;
 pub mod costs;
 pub mod keys;
 pub mod rejects;
