@@ -87,7 +87,7 @@ CREATE TABLE delivery_attempts (
     channel_id  VARCHAR NOT NULL,
     project     VARCHAR NOT NULL,
     attempt     INTEGER NOT NULL,
-    at          TIMESTAMPTZ NOT NULL,
+    attempted_at TIMESTAMPTZ NOT NULL,
     status_code SMALLINT,
     error       VARCHAR,
     duration_ms BIGINT NOT NULL,

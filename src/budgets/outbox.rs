@@ -166,40 +166,25 @@ pub fn evaluate_spend(
             reached: &reached,
             top: &top,
         };
-        // The delivered alert first, so the superseded ones can name it.
-        if let Some(deliver) = new.iter().find(|n| n.deliver) {
-            let id = new_alert_id();
-            write(
+        // Ascending, so creation order reads like the crossings; the superseded lower
+        // thresholds name the alert that was sent instead.
+        let delivered_id = new_alert_id();
+        for n in &new {
+            let (id, superseded_by) = if n.deliver {
+                (delivered_id.clone(), None)
+            } else {
+                (new_alert_id(), Some(delivered_id.as_str()))
+            };
+            let alert = spend_alert(
                 ctx,
-                b,
-                spend_alert(
-                    ctx,
-                    &facts,
-                    &id,
-                    AlertKind::Threshold,
-                    deliver.threshold,
-                    None,
-                ),
-                true,
-            )?;
+                &facts,
+                &id,
+                AlertKind::Threshold,
+                n.threshold,
+                superseded_by,
+            );
+            write(ctx, b, alert, n.deliver)?;
             out.alerts += 1;
-            for n in new.iter().filter(|n| !n.deliver) {
-                let other = new_alert_id();
-                write(
-                    ctx,
-                    b,
-                    spend_alert(
-                        ctx,
-                        &facts,
-                        &other,
-                        AlertKind::Threshold,
-                        n.threshold,
-                        Some(&id),
-                    ),
-                    false,
-                )?;
-                out.alerts += 1;
-            }
         }
         if forecast_due {
             let id = new_alert_id();

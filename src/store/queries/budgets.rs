@@ -664,7 +664,7 @@ pub fn record_attempt(
     after: AfterAttempt,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO delivery_attempts (alert_id, channel_id, project, attempt, at, status_code, error, duration_ms, response)
+        "INSERT INTO delivery_attempts (alert_id, channel_id, project, attempt, attempted_at, status_code, error, duration_ms, response)
          VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?)",
         params![
             a.alert_id,
@@ -954,8 +954,8 @@ pub fn deliveries(
     })?;
     let deliveries = rows.collect::<Result<Vec<_>, _>>()?;
     let mut stmt = conn.prepare(&format!(
-        "SELECT alert_id, channel_id, attempt, epoch_us(at), status_code, error, duration_ms, response
-         FROM delivery_attempts WHERE alert_id IN {} ORDER BY alert_id, channel_id, at, attempt",
+        "SELECT alert_id, channel_id, attempt, epoch_us(attempted_at), status_code, error, duration_ms, response
+         FROM delivery_attempts WHERE alert_id IN {} ORDER BY alert_id, channel_id, attempted_at, attempt",
         list.text
     ))?;
     let rows = stmt.query_map(duckdb::params_from_iter(list.params.iter()), |r| {
@@ -983,4 +983,13 @@ pub fn alert_project(conn: &Connection, id: &str) -> Result<Option<String>, Stor
             |r| r.get(0),
         )
         .optional()?)
+}
+
+/// Alerts that were to be delivered (not superseded), over every project.
+pub fn open_alert_count(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM alerts WHERE state = 'open'",
+        [],
+        |r| r.get(0),
+    )?)
 }
