@@ -1230,6 +1230,19 @@ async fn projects_see_only_their_own_budgets_channels_and_alerts() {
         let (status, _) = call(&srv, m, p, None, &read_a).await;
         assert_eq!(status, 403, "{m} {p}");
     }
+    // The budgets page (where alert payloads link) shows project a's budget and alerts only.
+    let (status, page) = call(&srv, "GET", "/budgets", None, &read_a).await;
+    assert_eq!(status, 200);
+    let page = page.as_str().unwrap().to_string();
+    assert!(
+        page.contains(&format!("id=\"{a}\"")) && page.contains("exceeded"),
+        "{page}"
+    );
+    assert!(
+        page.contains("a-oncall: delivered") || page.contains("a-oncall: pending"),
+        "{page}"
+    );
+    assert!(!page.contains(&b) && !page.contains("b-oncall"), "{page}");
     // The admin sees both, and can filter. Each budget went past all three thresholds at
     // once: 50 and 80 superseded, 100 sent.
     assert_eq!(

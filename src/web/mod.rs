@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let read = Router::new()
         .route("/", get(pages::home::page))
+        .route("/budgets", get(pages::budgets::page))
         .route("/api/v1/costs", get(api::costs::costs))
         .route("/api/v1/rejects", get(api::rejects::rejects))
         .route("/api/v1/budgets/status", get(api::budgets::status))

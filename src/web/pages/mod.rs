@@ -1,5 +1,6 @@
 //! Server-rendered pages: one askama template per page struct, plus the embedded static files.
 
+pub mod budgets;
 pub mod home;
 
 use axum::http::{header, StatusCode};
