@@ -21,6 +21,8 @@ use crate::config::{resolve_listen, Config};
 use crate::keys::KeyRing;
 use crate::pricing::Pricer;
 use crate::store::Store;
+use crate::web::auth::Auth;
+use crate::web::session::Sessions;
 use crate::web::{self, AppState};
 
 /// How long shutdown waits for in-flight requests and the writer.
@@ -141,12 +143,26 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let secret = session_secret(&store)
+        .await
+        .context("cannot load the session secret")?;
+    let sessions = Sessions::new(
+        secret,
+        chrono::Duration::hours(config.session_hours as i64),
+        config.admin_key.as_deref(),
+    );
+    let auth = Arc::new(Auth::new(
+        config.admin_key.as_deref(),
+        keys.clone(),
+        sessions,
+    ));
     let state = AppState {
         config: Arc::new(config),
         store: store.clone(),
         pricer,
         keys: keys.clone(),
         budgets: engine.clone(),
+        auth,
     };
     spawn_checkpointer(store.clone());
     let dispatcher = Dispatcher::spawn(store.clone(), engine.clone())?;
@@ -188,6 +204,36 @@ fn spawn_checkpointer(store: Store) {
             }
         }
     });
+}
+
+/// The secret that signs session cookies: made once, kept in the database so sessions survive
+/// restarts.
+async fn session_secret(store: &Store) -> anyhow::Result<Vec<u8>> {
+    use crate::store::queries::keys::{set_setting, setting};
+    if let Some(hex) = store.read(|conn| setting(conn, "session_secret")).await? {
+        if let Some(bytes) = decode_hex(&hex) {
+            return Ok(bytes);
+        }
+        tracing::warn!("the stored session secret is unreadable; making a new one (signed-in users must sign in again)");
+    }
+    let mut bytes = vec![0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    store
+        .writer()
+        .exec(move |conn| set_setting(conn, "session_secret", &hex))
+        .await?;
+    Ok(bytes)
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() != 64 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
 }
 
 /// Writes API keys' last-use times back once a minute (authentication itself never writes).

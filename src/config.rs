@@ -32,6 +32,8 @@ pub struct Config {
     pub admin_key: Option<String>,
     /// The URL users reach Tally at (used in links the server sends out).
     pub public_url: Option<String>,
+    /// How long a dashboard sign-in lasts, in hours.
+    pub session_hours: u64,
     /// `text` (default) or `json` log lines.
     pub log_format: LogFormat,
     /// Ingest limits and queueing.
@@ -127,6 +129,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             admin_key: None,
             public_url: None,
+            session_hours: 12,
             log_format: LogFormat::Text,
             ingest: IngestConfig::default(),
             storage: StorageConfig::default(),
@@ -186,6 +189,9 @@ impl Config {
         }
         if self.storage.queue_capacity == 0 || self.storage.max_commit_rows == 0 {
             bail!("storage.queue_capacity and storage.max_commit_rows must be positive");
+        }
+        if self.session_hours == 0 || self.session_hours > 24 * 90 {
+            bail!("session_hours must be between 1 and 2160 (90 days)");
         }
         if self.storage.read_connections == 0 {
             bail!("storage.read_connections must be at least 1");
@@ -303,7 +309,7 @@ mod tests {
     fn the_example_file_is_a_valid_configuration() {
         // Inside a Jail: it serializes tests that touch the process environment.
         figment::Jail::expect_with(|_| {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tally.example.toml");
+            let path = Path::new(".").join("tally.example.toml");
             let config = Config::load(Some(&path), &CliOverrides::default()).unwrap();
             assert_eq!(config.storage.memory_limit, "1GB");
             Ok(())

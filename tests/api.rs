@@ -197,6 +197,7 @@ async fn computed_costs_follow_the_catalog_and_unknown_models_are_unpriced() {
         + dec!(4000) * dec!(2)
         + dec!(2000) * dec!(5))
         / million;
+    // Event c sends 1000 input tokens, none cached: 1000 × 0.15 + 100 × 0.6 per million.
     let c_list = (dec!(1000) * dec!(0.15) + dec!(100) * dec!(0.6)) / million;
     let c_reported = dec!(0.000999);
 
@@ -604,19 +605,29 @@ async fn costs_group_filter_bucket_order_and_limit() {
 async fn with_an_admin_key_every_endpoint_but_health_needs_it() {
     let key = "test-admin-key-0123456789abcdef";
     let srv = start_with(|c| c.admin_key = Some(key.into())).await;
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     for path in ["/api/v1/costs", "/api/v1/rejects", "/"] {
+        let page = path == "/";
         let r = client.get(srv.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), 401, "{path}");
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "unauthorized");
+        if page {
+            // People get the sign-in form, with the way back.
+            assert_eq!(r.status(), 303, "{path}");
+            assert_eq!(r.headers()["location"], "/signin?next=%2F");
+        } else {
+            assert_eq!(r.status(), 401, "{path}");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "unauthorized");
+        }
         let r = client
             .get(srv.url(path))
             .bearer_auth("wrong-key-wrong-key")
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 401, "{path}");
+        assert_eq!(r.status(), if page { 303 } else { 401 }, "{path}");
         let r = client
             .get(srv.url(path))
             .bearer_auth(key)

@@ -21,6 +21,8 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/api/v1/costs", "", "read"),
     ("GET", "/api/v1/rejects", "", "read"),
     ("GET", "/", "", "read"),
+    ("GET", "/explore", "", "read"),
+    ("GET", "/explore.csv", "", "read"),
     ("GET", "/api/v1/keys", "", "admin"),
     (
         "POST",
@@ -71,6 +73,9 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("DELETE", "/api/v1/channels/ch_doesnotexist", "", "admin"),
     ("POST", "/api/v1/channels/ch_doesnotexist/test", "", "admin"),
 ];
+
+/// Endpoints that are dashboard pages (HTML answers).
+const ENDPOINT_PAGES: &[&str] = &["/", "/explore", "/explore.csv", "/budgets"];
 
 async fn call(
     client: &reqwest::Client,
@@ -136,7 +141,10 @@ async fn create_key(
 #[tokio::test]
 async fn every_endpoint_for_every_credential() {
     let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let base = srv.url.clone();
     let (_, ingest_a) = create_key(&client, &base, "ingest", Some("a")).await;
     let (_, read_a) = create_key(&client, &base, "read", Some("a")).await;
@@ -176,7 +184,12 @@ async fn every_endpoint_for_every_credential() {
             let expected: &[u16] = if *needed == "public" {
                 &[200]
             } else if key.is_none() || *who == "wrong key" || *who == "revoked key" {
-                &[401]
+                // Pages answer people: they send them to the sign-in form.
+                if path.starts_with("/api/") || path.starts_with("/v1/") {
+                    &[401]
+                } else {
+                    &[303]
+                }
             } else if needed.split('|').any(|n| roles.contains(&n)) {
                 // Allowed: success (202 for a queued redelivery), a 404 for a made-up id, or a
                 // 409 when a second credential creates the same named budget or channel.
@@ -188,7 +201,7 @@ async fn every_endpoint_for_every_credential() {
                 expected.contains(&status),
                 "{who} {method} {path}: {status} {answer}"
             );
-            if status == 401 || status == 403 {
+            if (status == 401 || status == 403) && !ENDPOINT_PAGES.contains(path) {
                 let code = answer["error"]["code"].as_str().unwrap_or_default();
                 assert!(
                     code == "unauthorized" || code == "forbidden",
@@ -203,7 +216,10 @@ async fn every_endpoint_for_every_credential() {
 #[tokio::test]
 async fn a_project_key_never_reads_or_writes_another_project() {
     let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let base = srv.url.clone();
     let (_, ingest_a) = create_key(&client, &base, "ingest", Some("a")).await;
     let (_, ingest_b) = create_key(&client, &base, "ingest", Some("b")).await;
@@ -303,6 +319,19 @@ async fn a_project_key_never_reads_or_writes_another_project() {
         .collect();
     assert_eq!(projects, vec!["a", "b", "default"]);
     assert_eq!(total(&all), dec!(59)); // 1 + 2 (a) + 8 + 32 (b) + 16 (default); the 4 was refused
+
+    // Idempotency keys are per project: the same id in another project is not a duplicate
+    // (nor does the answer reveal that another tenant used it).
+    let same = json!({"id": "shared-id", "model": "gpt-4o", "cost": "0", "request_id": "chatcmpl-shared", "provider": "openai"}).to_string();
+    let (_, a1) = call(&client, &base, "POST", "/v1/ingest", &same, Some(&ingest_a)).await;
+    let (_, b1) = call(&client, &base, "POST", "/v1/ingest", &same, Some(&ingest_b)).await;
+    let (_, a2) = call(&client, &base, "POST", "/v1/ingest", &same, Some(&ingest_a)).await;
+    assert_eq!(
+        (a1["accepted"].as_u64(), b1["accepted"].as_u64()),
+        (Some(1), Some(1)),
+        "{a1} {b1}"
+    );
+    assert_eq!(a2["duplicates"], 1, "{a2}");
 
     // Rejects are per project too.
     let (_, ra) = call(&client, &base, "GET", "/api/v1/rejects", "", Some(&read_a)).await;
@@ -411,7 +440,10 @@ async fn budgets_alerts_and_budget_checks_stay_in_their_project() {
 #[tokio::test]
 async fn keys_are_shown_once_listed_without_secrets_and_track_use() {
     let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let base = srv.url.clone();
     let (id, secret) = create_key(&client, &base, "read", Some("a")).await;
     let (status, _) = call(&client, &base, "GET", "/api/v1/costs", "", Some(&secret)).await;

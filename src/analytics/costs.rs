@@ -94,6 +94,24 @@ pub enum QueryError {
 
 /// Answers a costs question.
 pub async fn query(store: &Store, q: CostQuery) -> Result<CostAnswer, QueryError> {
+    query_parts(store, q, Parts::All).await
+}
+
+/// Which parts of an answer to compute: pages that need only the rows (top-N tables) or only
+/// the total (the previous period) skip the other query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    All,
+    RowsOnly,
+    TotalOnly,
+}
+
+/// Answers a costs question, computing only `parts` (the rest stays empty).
+pub async fn query_parts(
+    store: &Store,
+    q: CostQuery,
+    parts: Parts,
+) -> Result<CostAnswer, QueryError> {
     let c = &q.common;
     let (mut from, mut to) = (c.range.from, c.range.to);
     let mut buckets = Vec::new();
@@ -112,12 +130,18 @@ pub async fn query(store: &Store, q: CostQuery) -> Result<CostAnswer, QueryError
     let q2 = q.clone();
     let (rows, total) = store
         .read(move |conn| {
-            let rows = if q2.common.interval != Interval::None && buckets.is_empty() {
-                Vec::new() // no data and no range: nothing to bucket
+            let rows = if parts == Parts::TotalOnly
+                || (q2.common.interval != Interval::None && buckets.is_empty())
+            {
+                Vec::new() // not wanted, or no data and no range: nothing to bucket
             } else {
                 queries::costs::grouped(conn, &q2, &buckets)?
             };
-            Ok((rows, queries::costs::total(conn, &q2)?))
+            let total = match parts {
+                Parts::RowsOnly => Measures::default(),
+                _ => queries::costs::total(conn, &q2)?,
+            };
+            Ok((rows, total))
         })
         .await?;
     let mut rows = rows;

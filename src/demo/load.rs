@@ -4,7 +4,7 @@
 use chrono::Utc;
 
 use super::generate::{generate_events_into, DemoConfig};
-use crate::ingest::{self, Format, Limits, Reject};
+use crate::ingest::{self, Format, Limits, RequestDefaults};
 use crate::keys::Principal;
 use crate::pricing::Pricer;
 use crate::store::{Store, WriteBatch};
@@ -28,6 +28,7 @@ pub async fn load(store: &Store, pricer: &Pricer, cfg: &DemoConfig) -> anyhow::R
     let mut loaded = Loaded::default();
     let limits = Limits::default();
     let principal = Principal::superuser();
+    let defaults = RequestDefaults::default();
     for chunk in texts.chunks(CHUNK) {
         let now = Utc::now();
         let ctx = ingest::Context {
@@ -36,25 +37,19 @@ pub async fn load(store: &Store, pricer: &Pricer, cfg: &DemoConfig) -> anyhow::R
             max_records: usize::MAX,
             now,
             principal: &principal,
+            defaults: &defaults,
         };
         let mut batch = WriteBatch {
             received_at: now,
             ..WriteBatch::default()
         };
         for (i, text) in chunk.iter().enumerate() {
-            match ingest::map_record(text, Format::Native, &ctx) {
-                Ok(event) => batch.events.push(event),
-                Err(e) => {
-                    tracing::error!(field = %e.field, reason = %e.reason, "demo record rejected");
-                    batch.rejects.push(Reject {
-                        index: i,
-                        source_format: "native".into(),
-                        field: e.field,
-                        reason: e.reason,
-                        raw: text.clone(),
-                    });
-                }
+            let outcome = ingest::map_record(i, text, Some(Format::Native), &ctx);
+            for r in &outcome.rejects {
+                tracing::error!(field = %r.field, reason = %r.reason, "demo record rejected");
             }
+            batch.events.extend(outcome.events);
+            batch.rejects.extend(outcome.rejects);
         }
         loaded.rejected += batch.rejects.len();
         let outcome = store.writer().write(batch).await?;

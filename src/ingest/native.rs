@@ -13,7 +13,17 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::fields::{self, FieldError};
+use super::normalize::{self, RequestDefaults};
+use super::{MapCtx, Mapped};
 use crate::domain::event::{CallStatus, Dimensions, UsageDetail, UsageEvent};
+
+/// The `source_format` of native events.
+pub const SOURCE: &str = "native";
+
+/// Maps one native record for the pipeline: the header defaults fill what it leaves empty.
+pub fn map(text: &str, cx: &MapCtx<'_>) -> Result<Mapped, FieldError> {
+    parse_with(text, cx.now, cx.limits, cx.defaults).map(Mapped::one)
+}
 use crate::domain::tokens::TokenBuckets;
 
 #[derive(Deserialize)]
@@ -111,6 +121,17 @@ pub fn parse(
     now: DateTime<Utc>,
     limits: &fields::Limits,
 ) -> Result<UsageEvent, FieldError> {
+    parse_with(text, now, limits, &RequestDefaults::default())
+}
+
+/// [`parse`] with request-header defaults, which fill only what the record leaves empty.
+pub fn parse_with(
+    text: &str,
+    now: DateTime<Utc>,
+    limits: &fields::Limits,
+    defaults: &RequestDefaults,
+) -> Result<UsageEvent, FieldError> {
+    // serde would read a struct from an array positionally and blame its first element.
     if !text.trim_start().starts_with('{') {
         return Err(FieldError::new(
             "(record)",
@@ -163,7 +184,7 @@ pub fn parse(
         .transpose()?;
     let currency = fields::currency("currency", record.currency, reported_cost.is_some())?;
 
-    let dims = Dimensions {
+    let mut dims = Dimensions {
         user_id: fields::opt_str("user_id", record.user_id, lim)?,
         team_id: fields::opt_str("team_id", record.team_id, lim)?,
         project: fields::opt_str("project", record.project, lim)?,
@@ -179,18 +200,22 @@ pub fn parse(
         span_id: fields::opt_str("span_id", record.span_id, lim)?,
         parent_span_id: fields::opt_str("parent_span_id", record.parent_span_id, lim)?,
     };
+    normalize::apply_defaults(&mut dims, defaults, lim)?;
+    let route = fields::opt_slug("route", record.route, lim)?
+        .or_else(|| defaults.route.clone())
+        .unwrap_or_else(|| "direct".into());
 
     Ok(UsageEvent {
         ts,
         idem_key: fields::opt_str("id", record.id, lim)?,
         request_id: fields::opt_str("request_id", record.request_id, lim)?,
-        source_format: "native".into(),
+        source_format: SOURCE.into(),
         provider: fields::opt_slug("provider", record.provider, lim)?,
         model,
         model_requested: fields::opt_str("model_requested", record.model_requested, lim)?,
         operation: fields::opt_slug("operation", record.operation, lim)?
             .unwrap_or_else(|| "chat".into()),
-        route: fields::opt_slug("route", record.route, lim)?.unwrap_or_else(|| "direct".into()),
+        route,
         service_tier: fields::opt_slug("service_tier", record.service_tier, lim)?
             .unwrap_or_else(|| "standard".into()),
         status,

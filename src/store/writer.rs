@@ -206,9 +206,10 @@ fn wal_path(db: &Path) -> PathBuf {
 /// Session-local scratch tables for de-duplication lookups.
 fn prepare(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS dedup_ids (k VARCHAR);
-         CREATE TEMP TABLE IF NOT EXISTS dedup_requests (p VARCHAR, r VARCHAR);",
+        "CREATE TEMP TABLE IF NOT EXISTS dedup_ids (pj VARCHAR, k VARCHAR);
+         CREATE TEMP TABLE IF NOT EXISTS dedup_requests (pj VARCHAR, p VARCHAR, r VARCHAR);",
     )?;
+    super::gapfill::prepare(conn)?;
     Ok(())
 }
 
@@ -354,6 +355,16 @@ impl Writer {
                 hook.after_append(&self.conn, &fresh)?;
             }
         }
+        // A duplicate from another source fills what the stored copy left empty.
+        let dups: Vec<&PricedEvent> = all
+            .iter()
+            .zip(&dup)
+            .filter(|(_, d)| **d)
+            .map(|(e, _)| *e)
+            .collect();
+        if !dups.is_empty() {
+            super::gapfill::fill_gaps(&self.conn, &dups)?;
+        }
         let has_rejects = group.iter().any(|p| !p.batch.rejects.is_empty());
         if has_rejects {
             let mut appender = self.conn.appender("rejects")?;
@@ -395,25 +406,40 @@ impl Writer {
         Ok(outcomes)
     }
 
-    /// Marks each event that repeats an earlier one: by idempotency key, else by provider and
-    /// provider request id; within the group first, then against stored events near its time.
+    /// Marks each event that repeats an earlier one: by idempotency key or by provider and
+    /// provider request id (either matching is enough); within the group first, then against
+    /// stored events near its time.
     fn find_duplicates(&self, events: &[&PricedEvent]) -> Result<Vec<bool>, StoreError> {
+        // Keys are per project: a tenant's events never make another tenant's a duplicate (nor
+        // reveal, through the duplicate count, that another tenant saw the same call).
+        type IdKey = (String, String);
+        type RequestKey = (String, String, String);
+        let project = |e: &PricedEvent| e.event.dims.project.clone().unwrap_or_default();
+        let id_key = |e: &PricedEvent| e.event.idem_key.clone().map(|id| (project(e), id));
+        let request_key = |e: &PricedEvent| {
+            e.event
+                .request_id
+                .clone()
+                .map(|r| (project(e), e.event.provider.clone().unwrap_or_default(), r))
+        };
+
         let mut dup = vec![false; events.len()];
-        let mut ids: HashSet<&str> = HashSet::new();
-        let mut requests: HashSet<(&str, &str)> = HashSet::new();
+        let mut ids: HashSet<IdKey> = HashSet::new();
+        let mut requests: HashSet<RequestKey> = HashSet::new();
         let (mut min_ts, mut max_ts) = (None::<DateTime<Utc>>, None::<DateTime<Utc>>);
         for (i, e) in events.iter().enumerate() {
-            let ev = &e.event;
-            let seen = match (&ev.idem_key, &ev.request_id) {
-                (Some(id), _) => !ids.insert(id.as_str()),
-                (None, Some(req)) => {
-                    !requests.insert((ev.provider.as_deref().unwrap_or(""), req.as_str()))
-                }
-                (None, None) => continue,
-            };
-            dup[i] = seen;
-            min_ts = Some(min_ts.map_or(ev.ts, |m| m.min(ev.ts)));
-            max_ts = Some(max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
+            let (id, request) = (id_key(e), request_key(e));
+            if id.is_none() && request.is_none() {
+                continue;
+            }
+            // Either key marks a copy: the explicit id (a retry), or provider + provider
+            // request id (the same call arriving through another source).
+            let by_id = id.is_some_and(|k| !ids.insert(k));
+            let by_request = request.is_some_and(|k| !requests.insert(k));
+            dup[i] = by_id || by_request;
+            let ts = e.event.ts;
+            min_ts = Some(min_ts.map_or(ts, |m| m.min(ts)));
+            max_ts = Some(max_ts.map_or(ts, |m| m.max(ts)));
         }
         let (Some(min_ts), Some(max_ts)) = (min_ts, max_ts) else {
             return Ok(dup);
@@ -421,41 +447,48 @@ impl Writer {
         let lo = arrow::ts_string(min_ts - DEDUP_WINDOW);
         let hi = arrow::ts_string(max_ts + DEDUP_WINDOW);
 
-        let mut stored_ids: HashSet<String> = HashSet::new();
+        let mut stored_ids: HashSet<IdKey> = HashSet::new();
         if !ids.is_empty() {
             self.conn.execute_batch("DELETE FROM dedup_ids")?;
             let mut app = self.conn.appender("dedup_ids")?;
-            for id in &ids {
-                app.append_row(params![id])?;
+            for (pj, k) in &ids {
+                app.append_row(params![pj, k])?;
             }
             app.flush()?;
             drop(app);
             let mut stmt = self.conn.prepare_cached(
-                "SELECT DISTINCT e.idem_key FROM events e
-                 WHERE e.ts BETWEEN CAST(? AS TIMESTAMPTZ) AND CAST(? AS TIMESTAMPTZ)
-                   AND e.idem_key IN (SELECT k FROM dedup_ids)",
-            )?;
-            let rows = stmt.query_map(params![lo, hi], |r| r.get::<_, String>(0))?;
-            for row in rows {
-                stored_ids.insert(row?);
-            }
-        }
-        let mut stored_requests: HashSet<(String, String)> = HashSet::new();
-        if !requests.is_empty() {
-            self.conn.execute_batch("DELETE FROM dedup_requests")?;
-            let mut app = self.conn.appender("dedup_requests")?;
-            for (p, r) in &requests {
-                app.append_row(params![p, r])?;
-            }
-            app.flush()?;
-            drop(app);
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT DISTINCT coalesce(e.provider, ''), e.request_id FROM events e
-                 JOIN dedup_requests d ON coalesce(e.provider, '') = d.p AND e.request_id = d.r
+                "SELECT DISTINCT e.project, e.idem_key FROM events e
+                 JOIN dedup_ids d ON e.idem_key = d.k AND e.project = d.pj
                  WHERE e.ts BETWEEN CAST(? AS TIMESTAMPTZ) AND CAST(? AS TIMESTAMPTZ)",
             )?;
             let rows = stmt.query_map(params![lo, hi], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                stored_ids.insert(row?);
+            }
+        }
+        let mut stored_requests: HashSet<RequestKey> = HashSet::new();
+        if !requests.is_empty() {
+            self.conn.execute_batch("DELETE FROM dedup_requests")?;
+            let mut app = self.conn.appender("dedup_requests")?;
+            for (pj, p, r) in &requests {
+                app.append_row(params![pj, p, r])?;
+            }
+            app.flush()?;
+            drop(app);
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT DISTINCT e.project, coalesce(e.provider, ''), e.request_id FROM events e
+                 JOIN dedup_requests d
+                   ON e.project = d.pj AND coalesce(e.provider, '') = d.p AND e.request_id = d.r
+                 WHERE e.ts BETWEEN CAST(? AS TIMESTAMPTZ) AND CAST(? AS TIMESTAMPTZ)",
+            )?;
+            let rows = stmt.query_map(params![lo, hi], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })?;
             for row in rows {
                 stored_requests.insert(row?);
@@ -465,13 +498,8 @@ impl Writer {
             return Ok(dup);
         }
         for (i, e) in events.iter().enumerate() {
-            let ev = &e.event;
-            let stored = match (&ev.idem_key, &ev.request_id) {
-                (Some(id), _) => stored_ids.contains(id.as_str()),
-                (None, Some(req)) => stored_requests
-                    .contains(&(ev.provider.clone().unwrap_or_default(), req.clone())),
-                (None, None) => false,
-            };
+            let stored = id_key(e).is_some_and(|k| stored_ids.contains(&k))
+                || request_key(e).is_some_and(|k| stored_requests.contains(&k));
             dup[i] |= stored;
         }
         Ok(dup)

@@ -10,12 +10,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 
 use super::error::Error;
+use super::session::{self, Sessions};
 use crate::analytics::params::Filter;
 use crate::domain::dimension::Dimension;
 use crate::keys::{digest_hex, KeyRing, Principal, Role};
@@ -25,14 +26,25 @@ use crate::keys::{digest_hex, KeyRing, Principal, Role};
 pub struct Auth {
     admin_key_digest: Option<String>,
     keys: Arc<KeyRing>,
+    sessions: Sessions,
 }
 
+/// The session cookie a request was authenticated with, for CSRF checks on forms.
+#[derive(Debug, Clone)]
+pub struct SessionCookie(pub String);
+
 impl Auth {
-    pub fn new(admin_key: Option<&str>, keys: Arc<KeyRing>) -> Self {
+    pub fn new(admin_key: Option<&str>, keys: Arc<KeyRing>, sessions: Sessions) -> Self {
         Self {
             admin_key_digest: admin_key.map(digest_hex),
             keys,
+            sessions,
         }
+    }
+
+    /// Session cookies and CSRF tokens.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     /// True when requests without a key are let in (no admin key configured; loopback only).
@@ -71,12 +83,44 @@ pub fn bearer(req: &Request) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Middleware: resolves the principal or answers 401.
+/// True for dashboard pages, which answer people (HTML, redirects) rather than programs.
+pub fn is_page(path: &str) -> bool {
+    !(path.starts_with("/api/") || path.starts_with("/v1/") || path.starts_with("/static/"))
+}
+
+/// Middleware: resolves the principal — bearer key, else session cookie, else open mode — or
+/// answers 401 (pages redirect to the sign-in form instead).
 pub async fn authenticate(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
-    match auth.principal(bearer(&req)) {
-        Ok(principal) => {
+    let result = match bearer(&req) {
+        Some(secret) => auth.principal(Some(secret)).map(|p| (p, None)),
+        None => match session::cookie_value(req.headers(), session::COOKIE).and_then(|c| {
+            auth.sessions
+                .principal(c, &auth.keys, Utc::now())
+                .map(|p| (p, c.to_string()))
+        }) {
+            Some((p, cookie)) => Ok((p, Some(cookie))),
+            None => auth.principal(None).map(|p| (p, None)),
+        },
+    };
+    match result {
+        Ok((principal, cookie)) => {
             req.extensions_mut().insert(principal);
+            if let Some(c) = cookie {
+                req.extensions_mut().insert(SessionCookie(c));
+            }
             next.run(req).await
+        }
+        Err(_) if is_page(req.uri().path()) => {
+            let next_path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let target = format!(
+                "/signin?next={}",
+                form_urlencoded::byte_serialize(next_path.as_bytes()).collect::<String>()
+            );
+            Redirect::to(&target).into_response()
         }
         Err(e) => e.into_response(),
     }
@@ -88,18 +132,26 @@ pub async fn require(State(needed): State<Role>, req: Request, next: Next) -> Re
         return Error::Unauthorized("not authenticated".into()).into_response();
     };
     if principal.role.allows(needed) {
-        next.run(req).await
+        return next.run(req).await;
+    }
+    let message = format!(
+        "this key has the {} role; this {} needs {}",
+        principal.role,
+        if is_page(req.uri().path()) {
+            "page"
+        } else {
+            "endpoint"
+        },
+        match needed {
+            Role::Ingest => "ingest (or admin)",
+            Role::Read => "read (or admin)",
+            Role::Admin => "admin",
+        }
+    );
+    if is_page(req.uri().path()) {
+        super::pages::error_page(StatusCode::FORBIDDEN, &message)
     } else {
-        Error::Forbidden(format!(
-            "this key has the {} role; this endpoint needs {}",
-            principal.role,
-            match needed {
-                Role::Ingest => "ingest (or admin)",
-                Role::Read => "read (or admin)",
-                Role::Admin => "admin",
-            }
-        ))
-        .into_response()
+        Error::Forbidden(message).into_response()
     }
 }
 

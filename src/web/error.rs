@@ -41,6 +41,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// The status code this error maps to, for JSON and HTML answers alike.
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

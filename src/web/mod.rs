@@ -5,10 +5,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod charts;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod pages;
+pub mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,19 +39,18 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     /// Budget definitions, their in-memory numbers and the alert dispatcher's wake-up.
     pub budgets: Arc<Engine>,
+    pub auth: Arc<auth::Auth>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the whole router.
 pub fn router(state: AppState) -> Router {
-    let auth = Arc::new(auth::Auth::new(
-        state.config.admin_key.as_deref(),
-        state.keys.clone(),
-    ));
+    let auth = state.auth.clone();
     // Each group is gated by role as a whole, so no handler can forget its check.
     let ingest = Router::new()
         .route("/v1/ingest", post(api::ingest::ingest))
+        .route("/v1/traces", post(api::traces::traces))
         .route_layer(middleware::from_fn_with_state(Role::Ingest, auth::require));
     // Gateways hold ingest keys, dashboards read keys: both may ask before a call.
     const INGEST_OR_READ: &[Role] = &[Role::Ingest, Role::Read];
@@ -60,7 +61,9 @@ pub fn router(state: AppState) -> Router {
             auth::require_any,
         ));
     let read = Router::new()
-        .route("/", get(pages::home::page))
+        .route("/", get(pages::overview::page))
+        .route("/explore", get(pages::explore::page))
+        .route("/explore.csv", get(pages::explore::csv))
         .route("/budgets", get(pages::budgets::page))
         .route("/api/v1/costs", get(api::costs::costs))
         .route("/api/v1/rejects", get(api::rejects::rejects))
@@ -105,6 +108,14 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/static/tally.css", get(pages::stylesheet))
+        .route("/static/tally.js", get(pages::script))
+        .route("/static/favicon.svg", get(pages::favicon))
+        .route("/favicon.ico", get(pages::favicon))
+        .route(
+            "/signin",
+            get(pages::signin::form).post(pages::signin::submit),
+        )
+        .route("/signout", post(pages::signin::signout))
         .merge(protected)
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .with_state(state);

@@ -4,12 +4,15 @@
 #![allow(dead_code)]
 
 /// `dec!(1.25)`: a decimal literal read from its source text, never via a float.
+#[allow(unused_macros)] // not every test file uses it
 macro_rules! dec {
     ($($t:tt)+) => {
         <rust_decimal::Decimal as std::str::FromStr>::from_str(&stringify!($($t)+).replace(['_', ' '], ""))
             .expect("decimal literal")
     };
 }
+
+pub mod browser;
 
 use std::io::Write;
 use std::sync::Once;

@@ -105,3 +105,25 @@ pub fn list(conn: &Connection, q: &RejectsQuery) -> Result<(Vec<RejectRow>, i64)
     })?;
     Ok((rows.collect::<Result<Vec<_>, _>>()?, total))
 }
+
+/// Rejects received in `[from, to)`, for one project or all.
+pub fn count(
+    conn: &Connection,
+    project: Option<&str>,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Result<i64, StoreError> {
+    let mut sql = Sql::default();
+    sql.push("SELECT count(*) FROM rejects WHERE received_at >= ")
+        .bind_ts(from)
+        .push(" AND received_at < ")
+        .bind_ts(to);
+    if let Some(p) = project {
+        sql.push(" AND project = ").bind(Value::Text(p.to_string()));
+    }
+    Ok(conn.query_row(
+        &sql.text,
+        duckdb::params_from_iter(sql.params.iter()),
+        |r| r.get(0),
+    )?)
+}

@@ -1,9 +1,12 @@
 //! `POST /v1/ingest`: records in, one answer per request after the commit.
 //!
-//! The answer is 200 whenever the body could be read, listing each rejected record's index and
-//! reason; the valid records of the same body are committed before the answer is sent, so a 200
-//! means they are durable. Bodies that cannot be read at all get 400/413/415, and a full writer
-//! queue gets 503 with Retry-After.
+//! The answer is 200 whenever the body could be read, listing each rejected record's index,
+//! format and reason, and how many items were skipped (non-GenAI spans); the valid records of
+//! the same body are committed before the answer is sent, so a 200 means they are durable.
+//! Bodies that cannot be read at all get 400/413/415, and a full writer queue gets 503 with
+//! Retry-After. `?format=` names the records' format (default `auto`: each record's shape
+//! decides); `X-Tally-*` headers attribute every record of the request (see
+//! `ingest::RequestDefaults` for the precedence).
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -14,7 +17,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::analytics::params::pairs;
-use crate::ingest::{self, Format, Limits};
+use crate::ingest::{self, Limits, RequestDefaults};
 use crate::keys::Principal;
 use crate::store::WriteBatch;
 use crate::web::{request_id, AppState, Error};
@@ -24,6 +27,8 @@ use crate::web::{request_id, AppState, Error};
 pub struct IngestAnswer {
     pub accepted: usize,
     pub duplicates: usize,
+    /// Items that describe no LLM call (non-GenAI spans), counted and not stored.
+    pub skipped: usize,
     pub rejected: Vec<RejectedRecord>,
 }
 
@@ -31,8 +36,51 @@ pub struct IngestAnswer {
 #[derive(Debug, Serialize)]
 pub struct RejectedRecord {
     pub index: usize,
+    /// The format the record was read as (`openai.chat`, …; `unknown` when none matched).
+    pub format: String,
     pub field: String,
     pub error: String,
+}
+
+impl RejectedRecord {
+    pub fn from_reject(r: &ingest::Reject) -> Self {
+        Self {
+            index: r.index,
+            format: r.source_format.clone(),
+            field: r.field.clone(),
+            error: r.message(),
+        }
+    }
+}
+
+/// Reads a request body up to `ingest.max_body_bytes`.
+pub async fn read_body(body: Body, max: usize) -> Result<axum::body::Bytes, Error> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            Error::PayloadTooLarge(format!(
+                "request body exceeds {max} bytes (ingest.max_body_bytes); split it or compress it"
+            ))
+        } else {
+            Error::BadRequest(format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+/// The `X-Tally-*` attribution headers of a request.
+pub fn request_defaults(headers: &HeaderMap) -> Result<RequestDefaults, Error> {
+    let pairs = headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-tally-"))
+        .map(|(name, value)| {
+            value
+                .to_str()
+                .map(|v| (name.as_str(), v))
+                .map_err(|_| Error::BadRequest(format!("header {name} is not valid text")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RequestDefaults::from_headers(pairs, &Limits::default())
+        .map_err(|e| Error::BadRequest(e.to_string()))
 }
 
 pub async fn ingest(
@@ -42,10 +90,10 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestAnswer>, Error> {
-    let mut format = Format::Native;
+    let mut format = None;
     for (key, value) in pairs(query.as_deref()) {
         match key.as_str() {
-            "format" => format = value.parse()?,
+            "format" => format = ingest::parse_format_param(&value)?,
             other => {
                 return Err(Error::BadRequest(format!(
                     "unknown parameter {other:?}; expected format"
@@ -61,22 +109,10 @@ pub async fn ingest(
     };
     let kind = ingest::body::body_kind(header_str(header::CONTENT_TYPE).as_deref())?;
     let encoding = header_str(header::CONTENT_ENCODING);
+    let defaults = request_defaults(&headers)?;
 
     let cfg = &state.config.ingest;
-    let bytes = axum::body::to_bytes(body, cfg.max_body_bytes)
-        .await
-        .map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            {
-                Error::PayloadTooLarge(format!(
-                "request body exceeds {} bytes (ingest.max_body_bytes); split it or compress it",
-                cfg.max_body_bytes
-            ))
-            } else {
-                Error::BadRequest(format!("could not read the request body: {e}"))
-            }
-        })?;
+    let bytes = read_body(body, cfg.max_body_bytes).await?;
 
     let received_at = Utc::now();
     let pricer = state.pricer.clone();
@@ -95,6 +131,7 @@ pub async fn ingest(
             max_records: cfg.max_records,
             now: received_at,
             principal: &writer,
+            defaults: &defaults,
         };
         ingest::parse_body(&decoded, kind, format, &ctx)
     })
@@ -104,12 +141,9 @@ pub async fn ingest(
     let rejected: Vec<RejectedRecord> = batch
         .rejects
         .iter()
-        .map(|r| RejectedRecord {
-            index: r.index,
-            field: r.field.clone(),
-            error: r.message(),
-        })
+        .map(RejectedRecord::from_reject)
         .collect();
+    let skipped = batch.skipped;
     if !rejected.is_empty() {
         tracing::info!(rejected = rejected.len(), first = %rejected[0].error, "records rejected");
     }
@@ -127,6 +161,7 @@ pub async fn ingest(
     Ok(Json(IngestAnswer {
         accepted: outcome.accepted,
         duplicates: outcome.duplicates,
+        skipped,
         rejected,
     }))
 }

@@ -7,3 +7,4 @@ pub mod costs;
 pub mod ingest;
 pub mod keys;
 pub mod rejects;
+pub mod traces;

@@ -10,10 +10,12 @@ use axum::Extension;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+use super::{render, Layout, PageError};
 use crate::budgets::service;
 use crate::domain::money::display_usd;
 use crate::keys::Principal;
 use crate::store::queries::budgets::AlertsQuery;
+use crate::web::auth::SessionCookie;
 use crate::web::{AppState, Error};
 
 /// Alerts shown.
@@ -22,6 +24,7 @@ const RECENT_ALERTS: usize = 50;
 #[derive(Template)]
 #[template(path = "budgets.html")]
 pub struct BudgetsPage {
+    pub layout: Layout,
     pub budgets: Vec<BudgetCard>,
     pub alerts: Vec<AlertLine>,
 }
@@ -68,10 +71,13 @@ fn usd(v: &Value) -> String {
 pub async fn page(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Response, Error> {
+    session: Option<Extension<SessionCookie>>,
+) -> Result<Response, PageError> {
+    let started = std::time::Instant::now();
     let project = principal.project.clone();
-    let status =
-        service::status(&state.store, &state.budgets, project.as_deref(), None, None).await?;
+    let status = service::status(&state.store, &state.budgets, project.as_deref(), None, None)
+        .await
+        .map_err(Error::from)?;
     let budgets = status["budgets"]
         .as_array()
         .into_iter()
@@ -182,5 +188,20 @@ pub async fn page(
             }
         })
         .collect();
-    super::render(&BudgetsPage { budgets, alerts })
+    let layout = Layout::new(
+        "Budgets",
+        "budgets",
+        &principal,
+        session.as_ref().map(|s| &s.0),
+        state.auth.sessions(),
+    );
+    render(
+        &BudgetsPage {
+            layout,
+            budgets,
+            alerts,
+        },
+        started,
+        "budgets",
+    )
 }

@@ -1,0 +1,292 @@
+//! The overview: spend for the period against the previous one, daily spend with a forecast to
+//! the period's end, warnings (unpriced usage, rejects), and the top features, users, customers
+//! and models — each a link into Explore. Every number comes from `analytics::costs`, the code
+//! behind `/api/v1/costs`.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use axum::Extension;
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+
+use super::{render, urlencode, Layout, PageError, Range};
+use crate::analytics::costs::{self, CostQuery, Measures, Parts};
+use crate::analytics::params::{pairs, Common, Filter, OrderBy, TimeRange};
+use crate::analytics::time::{self, Interval};
+use crate::domain::dimension::Dimension;
+use crate::domain::money::{display_usd, to_api_string};
+use crate::keys::Principal;
+use crate::store::queries::rejects;
+use crate::web::auth::{self, SessionCookie};
+use crate::web::charts::{BarChart, Series};
+use crate::web::AppState;
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+pub struct OverviewPage {
+    pub layout: Layout,
+    pub range: Range,
+    pub keep: Vec<(String, String)>,
+    pub total: Measures,
+    pub cost: String,
+    pub cost_exact: String,
+    /// Change against the previous period of the same length, e.g. "+12.5 %".
+    pub change: Option<String>,
+    pub change_up: bool,
+    pub previous_cost: String,
+    pub error_rate: String,
+    pub rejects: i64,
+    pub forecast: Option<String>,
+    pub chart: String,
+    pub tops: Vec<TopTable>,
+    pub api_link: String,
+}
+
+pub struct TopTable {
+    pub title: &'static str,
+    pub dimension: &'static str,
+    pub explore_link: String,
+    pub rows: Vec<TopRow>,
+}
+
+pub struct TopRow {
+    pub key: String,
+    pub link: String,
+    pub cost: String,
+    pub cost_exact: String,
+    pub share: String,
+    pub requests: i64,
+}
+
+fn query(
+    range: TimeRange,
+    filters: &[Filter],
+    group_by: Vec<Dimension>,
+    interval: Interval,
+    tz: chrono_tz::Tz,
+    limit: usize,
+) -> CostQuery {
+    CostQuery {
+        common: Common {
+            range,
+            interval,
+            tz,
+            group_by,
+            filters: filters.to_vec(),
+            order: Some(OrderBy {
+                key: "cost".into(),
+                descending: true,
+            }),
+            limit,
+        },
+    }
+}
+
+/// Percentage with one decimal, from exact decimals.
+pub fn percent(part: Decimal, whole: Decimal) -> String {
+    if whole.is_zero() {
+        return "–".into();
+    }
+    format!("{} %", (part * Decimal::ONE_HUNDRED / whole).round_dp(1))
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    session: Option<Extension<SessionCookie>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, PageError> {
+    let started = std::time::Instant::now();
+    let now = Utc::now();
+    let params = pairs(raw.as_deref());
+    let range = Range::from_pairs(&params, now)?;
+    let mut filters = Vec::new();
+    auth::scope(&principal, &mut filters)?;
+    let tz = range.tz;
+    let window = TimeRange {
+        from: Some(range.from),
+        to: Some(range.to),
+    };
+
+    let daily = costs::query(
+        &state.store,
+        query(window, &filters, Vec::new(), Interval::Day, tz, 10_000),
+    )
+    .await?;
+    let total = daily.total.clone();
+    let (prev_from, prev_to) = range.previous();
+    let previous = costs::query_parts(
+        &state.store,
+        query(
+            TimeRange {
+                from: Some(prev_from),
+                to: Some(prev_to),
+            },
+            &filters,
+            Vec::new(),
+            Interval::None,
+            tz,
+            1,
+        ),
+        Parts::TotalOnly,
+    )
+    .await?
+    .total;
+
+    // Daily bars from the range start to the period end; future days carry the forecast.
+    let by_day: HashMap<DateTime<Utc>, Decimal> = daily
+        .rows
+        .iter()
+        .filter_map(|r| r.bucket.map(|b| (b, r.measures.cost)))
+        .collect();
+    let days = time::bucket_starts(
+        range.from,
+        range.period_end.max(range.to),
+        Interval::Day,
+        tz,
+        400,
+    )
+    .map_err(crate::analytics::params::ParamError)?;
+    let today_start = time::floor(now, Interval::Day, tz);
+    let rate = daily_rate(&by_day, today_start, range.from);
+    let mut chart = BarChart {
+        title: "Daily spend".into(),
+        ..BarChart::default()
+    };
+    let mut actual = Vec::new();
+    let mut projected_rest = Decimal::ZERO;
+    for day in &days {
+        chart
+            .buckets
+            .push(day.with_timezone(&tz).format("%b %-d").to_string());
+        actual.push(by_day.get(day).copied().unwrap_or_default());
+        if range.period_end > range.to && *day > today_start {
+            chart.forecast.push(Some(rate));
+            projected_rest += rate;
+        } else {
+            chart.forecast.push(None);
+        }
+    }
+    chart.series.push(Series {
+        label: "Spend".into(),
+        values: actual,
+    });
+    let forecast = (range.period_end > range.to).then(|| display_usd(total.cost + projected_rest));
+
+    let mut tops = Vec::new();
+    // The four top-N tables are independent queries: run them side by side.
+    let dims = [
+        ("Features", Dimension::Feature),
+        ("Customers", Dimension::CustomerId),
+        ("Users", Dimension::UserId),
+        ("Models", Dimension::Model),
+    ];
+    let top = |dim: Dimension| {
+        costs::query_parts(
+            &state.store,
+            query(window, &filters, vec![dim], Interval::None, tz, 8),
+            Parts::RowsOnly,
+        )
+    };
+    let answers = tokio::try_join!(
+        top(dims[0].1),
+        top(dims[1].1),
+        top(dims[2].1),
+        top(dims[3].1)
+    )?;
+    for ((title, dim), answer) in dims
+        .into_iter()
+        .zip([answers.0, answers.1, answers.2, answers.3])
+    {
+        let rows = answer
+            .rows
+            .iter()
+            .map(|r| {
+                let key = r.keys[0].clone();
+                let filter_value = key.clone().unwrap_or_default();
+                TopRow {
+                    key: key.unwrap_or_else(|| "(none)".into()),
+                    link: format!(
+                        "/explore?{}&group_by=model&{}={}",
+                        range.query(),
+                        dim.name(),
+                        urlencode(&filter_value)
+                    ),
+                    cost: display_usd(r.measures.cost),
+                    cost_exact: to_api_string(r.measures.cost),
+                    share: percent(r.measures.cost, total.cost),
+                    requests: r.measures.requests,
+                }
+            })
+            .collect();
+        tops.push(TopTable {
+            title,
+            dimension: dim.name(),
+            explore_link: format!("/explore?{}&group_by={}", range.query(), dim.name()),
+            rows,
+        });
+    }
+
+    let project = principal.project.clone();
+    let (from, to) = (range.from, range.to);
+    let rejects = state
+        .store
+        .read(move |conn| rejects::count(conn, project.as_deref(), from, to))
+        .await?;
+
+    let change = (!previous.cost.is_zero()).then(|| {
+        let pct = (total.cost - previous.cost) * Decimal::ONE_HUNDRED / previous.cost;
+        format!(
+            "{}{} %",
+            if pct >= Decimal::ZERO { "+" } else { "" },
+            pct.round_dp(1)
+        )
+    });
+    let page = OverviewPage {
+        layout: Layout::new(
+            "Overview",
+            "overview",
+            &principal,
+            session.as_ref().map(|s| &s.0),
+            state.auth.sessions(),
+        ),
+        keep: Vec::new(),
+        cost: display_usd(total.cost),
+        cost_exact: to_api_string(total.cost),
+        change_up: total.cost >= previous.cost,
+        change,
+        previous_cost: display_usd(previous.cost),
+        error_rate: percent(Decimal::from(total.errors), Decimal::from(total.requests)),
+        rejects,
+        forecast,
+        chart: chart.render(),
+        tops,
+        api_link: format!("/api/v1/costs?{}", range.api_query()),
+        total,
+        range,
+    };
+    render(&page, started, "overview")
+}
+
+/// Spend per day lately: the mean over the last seven complete days (fewer when the range is
+/// younger), the basis of the period-end forecast (spent so far + rate × days left).
+fn daily_rate(
+    by_day: &HashMap<DateTime<Utc>, Decimal>,
+    today_start: DateTime<Utc>,
+    range_start: DateTime<Utc>,
+) -> Decimal {
+    let start = range_start.max(today_start - Duration::days(7));
+    let days = (today_start - start).num_days();
+    if days <= 0 {
+        return Decimal::ZERO;
+    }
+    let sum: Decimal = by_day
+        .iter()
+        .filter(|(day, _)| **day >= start && **day < today_start)
+        .map(|(_, c)| *c)
+        .sum();
+    (sum / Decimal::from(days)).round_dp(6)
+}
