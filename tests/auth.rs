@@ -72,10 +72,33 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ),
     ("DELETE", "/api/v1/channels/ch_doesnotexist", "", "admin"),
     ("POST", "/api/v1/channels/ch_doesnotexist/test", "", "admin"),
+    // The budgets page's action forms (form-encoded; without a valid CSRF token an allowed
+    // credential gets the "form expired" page, a denied one the role refusal).
+    ("POST", "/budgets/save", "csrf=x", "admin"),
+    (
+        "POST",
+        "/budgets/alerts/alrt_doesnotexist/redeliver",
+        "csrf=x",
+        "admin",
+    ),
+    (
+        "POST",
+        "/budgets/channels/ch_doesnotexist/test",
+        "csrf=x",
+        "admin",
+    ),
 ];
 
 /// Endpoints that are dashboard pages (HTML answers).
-const ENDPOINT_PAGES: &[&str] = &["/", "/explore", "/explore.csv", "/budgets"];
+const ENDPOINT_PAGES: &[&str] = &[
+    "/",
+    "/explore",
+    "/explore.csv",
+    "/budgets",
+    "/budgets/save",
+    "/budgets/alerts/alrt_doesnotexist/redeliver",
+    "/budgets/channels/ch_doesnotexist/test",
+];
 
 async fn call(
     client: &reqwest::Client,
@@ -90,7 +113,14 @@ async fn call(
         "GET" => client.get(url),
         "POST" => client
             .post(url)
-            .header("content-type", "application/json")
+            .header(
+                "content-type",
+                if body.starts_with("csrf=") {
+                    "application/x-www-form-urlencoded"
+                } else {
+                    "application/json"
+                },
+            )
             .body(body.to_string()),
         "PUT" => client
             .put(url)
@@ -191,9 +221,18 @@ async fn every_endpoint_for_every_credential() {
                     &[303]
                 }
             } else if needed.split('|').any(|n| roles.contains(&n)) {
-                // Allowed: success (202 for a queued redelivery), a 404 for a made-up id, or a
-                // 409 when a second credential creates the same named budget or channel.
-                &[200, 201, 202, 404, 409]
+                if body.starts_with("csrf=") {
+                    // Let through, then refused for the made-up CSRF token.
+                    assert_eq!(status, 403, "{who} {method} {path}");
+                    assert!(
+                        answer.as_str().unwrap_or("").contains("form expired"),
+                        "{who} {method} {path}: {answer}"
+                    );
+                }
+                // Allowed: success (202 for a queued redelivery), a 404 for a made-up id, a
+                // 409 when a second credential creates the same named budget or channel, or
+                // a form's CSRF refusal (checked above).
+                &[200, 201, 202, 403, 404, 409]
             } else {
                 &[403]
             };

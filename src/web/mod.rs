@@ -98,6 +98,15 @@ pub fn router(state: AppState) -> Router {
                 .delete(api::channels::delete),
         )
         .route("/api/v1/channels/{id}/test", post(api::channels::test))
+        .route("/budgets/save", post(pages::budgets::save))
+        .route(
+            "/budgets/alerts/{id}/redeliver",
+            post(pages::budgets::redeliver),
+        )
+        .route(
+            "/budgets/channels/{id}/test",
+            post(pages::budgets::test_channel),
+        )
         .route_layer(middleware::from_fn_with_state(Role::Admin, auth::require));
     let protected = ingest
         .merge(ingest_or_read)
