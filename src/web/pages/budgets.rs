@@ -353,18 +353,18 @@ fn form_token(state: &AppState, cookie: Option<&str>) -> String {
         .csrf_token(cookie.unwrap_or(NO_SESSION))
 }
 
-/// Checks an action form's token; a 403 page otherwise.
-fn check_form(
+/// Checks an action form's token: `None` when it is valid, else the 403 page to answer.
+fn refuse_form(
     state: &AppState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
-) -> Result<(), Response> {
+) -> Option<Response> {
     let cookie = cookie_value(headers, COOKIE).unwrap_or(NO_SESSION);
     let token = form.get("csrf").map(String::as_str).unwrap_or("");
     if state.auth.sessions().check_csrf(cookie, token) {
-        Ok(())
+        None
     } else {
-        Err(error_page(
+        Some(error_page(
             StatusCode::FORBIDDEN,
             "The form expired or came from another site; go back, reload and try again.",
         ))
@@ -475,7 +475,7 @@ pub async fn save(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
-    if let Err(refused) = check_form(&state, &headers, &form) {
+    if let Some(refused) = refuse_form(&state, &headers, &form) {
         return Ok(refused);
     }
     let mut spec = spec_of(&form).map_err(Error::BadRequest)?;
@@ -511,7 +511,7 @@ pub async fn redeliver(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
-    if let Err(refused) = check_form(&state, &headers, &form) {
+    if let Some(refused) = refuse_form(&state, &headers, &form) {
         return Ok(refused);
     }
     let project = service::alert_project(&state.store, &id).await?;
@@ -541,7 +541,7 @@ pub async fn test_channel(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
-    if let Err(refused) = check_form(&state, &headers, &form) {
+    if let Some(refused) = refuse_form(&state, &headers, &form) {
         return Ok(refused);
     }
     let channel = service::get_channel(&state.store, &id)
