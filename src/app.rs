@@ -151,11 +151,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         chrono::Duration::hours(config.session_hours as i64),
         config.admin_key.as_deref(),
     );
-    let auth = Arc::new(Auth::new(
-        config.admin_key.as_deref(),
-        keys.clone(),
-        sessions,
-    ));
+    let auth = Arc::new(
+        Auth::new(config.admin_key.as_deref(), keys.clone(), sessions)
+            .with_metrics_token(config.metrics_token.as_deref()),
+    );
     let state = AppState {
         config: Arc::new(config),
         store: store.clone(),

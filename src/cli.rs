@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Directory of the database [default: ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Start even though the write-ahead log left by a crash cannot be replayed: it is moved
+    /// into `<data-dir>/recovery/` and the database opens from its last checkpoint.
+    #[arg(long)]
+    pub discard_damaged_wal: bool,
 }
 
 #[derive(Debug, Args)]

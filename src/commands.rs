@@ -32,13 +32,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn serve(config_file: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::load(
+    let mut config = Config::load(
         config_file,
         &CliOverrides {
             listen: args.listen,
             data_dir: args.data_dir,
         },
     )?;
+    config.storage.discard_damaged_wal = args.discard_damaged_wal;
     telemetry::init(config.log_format);
     runtime()?.block_on(async {
         let server = app::start(config).await?;

@@ -30,6 +30,9 @@ pub struct Config {
     /// Bootstrap admin key, accepted as `Authorization: Bearer <key>` on every endpoint.
     /// Without one the server only runs on a loopback address.
     pub admin_key: Option<String>,
+    /// A bearer token that may read `/metrics` and nothing else, for Prometheus; without one
+    /// only admin keys may scrape.
+    pub metrics_token: Option<String>,
     /// The URL users reach Tally at (used in links the server sends out).
     pub public_url: Option<String>,
     /// How long a dashboard sign-in lasts, in hours.
@@ -106,6 +109,10 @@ pub struct StorageConfig {
     pub checkpoint_wal_bytes: u64,
     /// Read connections kept open for queries.
     pub read_connections: usize,
+    /// Set by `tally serve --discard-damaged-wal` for one start only, never from a file: a
+    /// standing setting would discard the next damaged WAL without anyone deciding to.
+    #[serde(skip)]
+    pub discard_damaged_wal: bool,
 }
 
 impl Default for StorageConfig {
@@ -118,6 +125,7 @@ impl Default for StorageConfig {
             max_commit_rows: 200_000,
             checkpoint_wal_bytes: 64 * 1024 * 1024,
             read_connections: 4,
+            discard_damaged_wal: false,
         }
     }
 }
@@ -128,6 +136,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
             admin_key: None,
+            metrics_token: None,
             public_url: None,
             session_hours: 12,
             log_format: LogFormat::Text,
@@ -154,6 +163,10 @@ impl Config {
     /// Loads the configuration. `file` is the `--config` path; without it `./tally.toml` is read
     /// when it exists.
     pub fn load(file: Option<&Path>, cli: &CliOverrides) -> anyhow::Result<Config> {
+        let top_level: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => {
@@ -171,7 +184,19 @@ impl Config {
         }
         let config: Config = figment
             // TALLY_CONFIG names the file itself and is read by the CLI, not a setting.
-            .merge(Env::prefixed("TALLY_").split("__").ignore(&["config"]))
+            // Only names whose first part is a setting or section are read (and then strictly,
+            // so a misspelt `TALLY_INGEST__MAX_RECORDZ` fails): Kubernetes injects
+            // `TALLY_PORT`, `TALLY_SERVICE_HOST`… for a Service named tally, and those must
+            // not stop the server.
+            .merge(
+                Env::prefixed("TALLY_")
+                    .split("__")
+                    .ignore(&["config"])
+                    .filter(move |key| {
+                        let top = key.as_str().split('.').next().unwrap_or_default();
+                        top_level.iter().any(|k| k.eq_ignore_ascii_case(top))
+                    }),
+            )
             .merge(Serialized::defaults(cli))
             .extract()
             .context("invalid configuration")?;
@@ -204,6 +229,13 @@ impl Config {
         for (i, c) in self.channels.iter().enumerate() {
             c.check()
                 .map_err(|e| anyhow::anyhow!("channels[{i}] ({}): {e}", c.name))?;
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.trim().len() < 16)
+        {
+            bail!("metrics_token must be at least 16 characters");
         }
         if let Some(key) = &self.admin_key {
             if key.trim().len() < 16 {
@@ -295,6 +327,10 @@ mod tests {
                 Config::load(Some(&file), &cli).unwrap().listen,
                 "127.0.0.1:9100"
             );
+            // Kubernetes service links are not settings and must not fail the load.
+            jail.set_env("TALLY_SERVICE_HOST", "10.0.0.1");
+            jail.set_env("TALLY_PORT", "tcp://10.0.0.1:8080");
+            assert!(Config::load(Some(&file), &CliOverrides::default()).is_ok());
             jail.set_env("TALLY_INGEST__MAX_RECORDZ", "5");
             assert!(
                 Config::load(Some(&file), &CliOverrides::default()).is_err(),
@@ -308,8 +344,10 @@ mod tests {
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
     fn the_example_file_is_a_valid_configuration() {
         // Inside a Jail: it serializes tests that touch the process environment.
+        // The Jail moves into a temporary directory: resolve the path first (cargo runs
+        // tests in the package root).
+        let path = std::env::current_dir().unwrap().join("tally.example.toml");
         figment::Jail::expect_with(|_| {
-            let path = Path::new(".").join("tally.example.toml");
             let config = Config::load(Some(&path), &CliOverrides::default()).unwrap();
             assert_eq!(config.storage.memory_limit, "1GB");
             Ok(())

@@ -30,6 +30,7 @@ pub mod demo;
 pub mod domain;
 pub mod ingest;
 pub mod keys;
+pub mod metrics;
 pub mod pricing;
 pub mod store;
 pub mod telemetry;

@@ -17,6 +17,8 @@ const ADMIN: &str = "bootstrap-admin-key-0123456789";
 const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/healthz", "", "public"),
     ("GET", "/readyz", "", "public"),
+    ("GET", "/metrics", "", "admin"),
+    ("POST", "/v1/traces", r#"{"resourceSpans":[]}"#, "ingest"),
     ("POST", "/v1/ingest", r#"{"model":"gpt-4o"}"#, "ingest"),
     ("GET", "/api/v1/costs", "", "read"),
     ("GET", "/api/v1/rejects", "", "read"),
@@ -215,7 +217,7 @@ async fn every_endpoint_for_every_credential() {
                 &[200]
             } else if key.is_none() || *who == "wrong key" || *who == "revoked key" {
                 // Pages answer people: they send them to the sign-in form.
-                if path.starts_with("/api/") || path.starts_with("/v1/") {
+                if path.starts_with("/api/") || path.starts_with("/v1/") || *path == "/metrics" {
                     &[401]
                 } else {
                     &[303]

@@ -10,6 +10,7 @@ mod gapfill;
 pub mod migrations;
 pub mod queries;
 pub mod reader;
+pub mod recovery;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -60,7 +61,25 @@ impl Store {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         let path = data_dir.join("tally.duckdb");
-        let conn = open_connection(&path, cfg)?;
+        let wal_copy = recovery::preserve_wal(&path)?;
+        let conn = match open_connection(&path, cfg) {
+            Ok(conn) => conn,
+            Err(e) if recovery::is_wal_error(&e) && cfg.discard_damaged_wal => {
+                let moved = recovery::set_aside(&path)?;
+                tracing::error!(
+                    error = %format!("{e:#}"),
+                    moved_to = %moved.display(),
+                    "the write-ahead log could not be replayed; moved aside on request \
+                     (--discard-damaged-wal): writes committed after the last checkpoint are \
+                     not in the database"
+                );
+                open_connection(&path, cfg)?
+            }
+            Err(e) if recovery::is_wal_error(&e) => {
+                return Err(e.context(recovery::damaged_message(&path, wal_copy.as_deref())));
+            }
+            Err(e) => return Err(e),
+        };
         migrations::apply(&conn).context("database migration failed")?;
         let writer_conn = conn
             .try_clone()
@@ -95,9 +114,18 @@ impl Store {
     {
         let store = self.clone();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| store.inner.readers.with(f)))
-            .await
-            .map_err(|e| StoreError::Other(format!("read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let result = span.in_scope(|| store.inner.readers.with(f));
+            crate::metrics::observe(
+                "tally_store_read_duration_seconds",
+                &[],
+                started.elapsed().as_secs_f64(),
+            );
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("read task failed: {e}")))?
     }
 
     /// Runs a read on the calling thread (for blocking contexts such as the CLI).

@@ -295,8 +295,20 @@ impl Writer {
     fn commit_group(&self, group: Vec<Pending>) {
         let started = Instant::now();
         let rows: usize = group.iter().map(|p| p.batch.events.len()).sum();
-        match self.write_all(&group) {
+        let result = self.write_all(&group);
+        crate::metrics::observe(
+            "tally_writer_commit_duration_seconds",
+            &[],
+            started.elapsed().as_secs_f64(),
+        );
+        crate::metrics::add(
+            "tally_writer_commits_total",
+            &[("result", if result.is_ok() { "ok" } else { "error" })],
+            1,
+        );
+        match result {
             Ok(outcomes) => {
+                crate::metrics::add("tally_writer_commit_rows_total", &[], rows as u64);
                 tracing::debug!(
                     batches = group.len(),
                     rows,
@@ -536,6 +548,11 @@ impl Writer {
         self.conn
             .execute_batch("CHECKPOINT")
             .map_err(|e| e.to_string())?;
+        crate::metrics::observe(
+            "tally_writer_checkpoint_duration_seconds",
+            &[],
+            started.elapsed().as_secs_f64(),
+        );
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "checkpoint"

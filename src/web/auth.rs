@@ -25,6 +25,7 @@ use crate::keys::{digest_hex, KeyRing, Principal, Role};
 #[derive(Clone)]
 pub struct Auth {
     admin_key_digest: Option<String>,
+    metrics_token_digest: Option<String>,
     keys: Arc<KeyRing>,
     sessions: Sessions,
 }
@@ -37,8 +38,31 @@ impl Auth {
     pub fn new(admin_key: Option<&str>, keys: Arc<KeyRing>, sessions: Sessions) -> Self {
         Self {
             admin_key_digest: admin_key.map(digest_hex),
+            metrics_token_digest: None,
             keys,
             sessions,
+        }
+    }
+
+    /// Accepts `token` as a credential for `/metrics` only.
+    pub fn with_metrics_token(mut self, token: Option<&str>) -> Self {
+        self.metrics_token_digest = token.map(digest_hex);
+        self
+    }
+
+    /// Whether a request may read `/metrics`: the metrics token or any admin credential.
+    /// Metrics are server-wide, so a project's read key may not see them.
+    pub fn may_scrape(&self, presented: Option<&str>) -> Result<(), Error> {
+        if let (Some(expected), Some(secret)) = (&self.metrics_token_digest, presented) {
+            if *expected == digest_hex(secret) {
+                return Ok(());
+            }
+        }
+        match self.principal(presented)? {
+            p if p.role == Role::Admin => Ok(()),
+            _ => Err(Error::Forbidden(
+                "/metrics needs the metrics token or an admin key".into(),
+            )),
         }
     }
 

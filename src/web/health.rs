@@ -1,11 +1,15 @@
-//! Liveness and readiness probes. They need no key: orchestrators call them without one.
+//! Operations endpoints: liveness and readiness probes, which need no key (orchestrators call
+//! them without one), and `/metrics` for Prometheus, which needs the metrics token or an admin
+//! key because its numbers are server-wide.
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::AppState;
+use super::{auth, AppState, Error};
+use crate::metrics;
 
 /// The process is up.
 pub async fn healthz() -> Json<Value> {
@@ -32,4 +36,25 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             json!({"status": if ready { "ready" } else { "not ready" }, "writer": writer, "database": db}),
         ),
     )
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Response, Error> {
+    state.auth.may_scrape(auth::bearer(&req))?;
+    let mut gauges: metrics::Gauges = vec![(
+        "tally_writer_queue_depth",
+        vec![],
+        state.store.writer().queue_depth() as u64,
+    )];
+    if let Some(rss) = metrics::resident_memory_bytes() {
+        gauges.push(("process_resident_memory_bytes", vec![], rss));
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics::render(&gauges),
+    )
+        .into_response())
 }

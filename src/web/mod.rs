@@ -116,6 +116,7 @@ pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/static/tally.css", get(pages::stylesheet))
         .route("/static/tally.js", get(pages::script))
         .route("/static/favicon.svg", get(pages::favicon))
@@ -126,6 +127,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/signout", post(pages::signin::signout))
         .merge(protected)
+        // Counted per route template, so ids in paths do not multiply the series.
+        .route_layer(middleware::from_fn(count_request))
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .with_state(state);
     with_security_headers(app).layer(
@@ -141,6 +144,36 @@ pub fn router(state: AppState) -> Router {
                     Duration::from_secs(300),
                 )),
         )
+}
+
+/// Counts and times every routed request for `/metrics`.
+async fn count_request(
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let labels = [("route", route.as_str()), ("method", method.as_str())];
+    crate::metrics::observe(
+        "tally_http_request_duration_seconds",
+        &labels,
+        started.elapsed().as_secs_f64(),
+    );
+    crate::metrics::add(
+        "tally_http_requests_total",
+        &[
+            ("route", route.as_str()),
+            ("method", method.as_str()),
+            ("status", response.status().as_str()),
+        ],
+        1,
+    );
+    response
 }
 
 /// Headers every answer carries: no inline scripts or framing, no MIME sniffing, no referrer.

@@ -2,7 +2,7 @@
 //!
 //! The protocol is JSON over HTTP, so reqwest (already a dependency) is enough; no browser
 //! automation crate is needed. When Chromium or ChromeDriver is missing the browser tests skip
-//! with a note, unless `TALLY_REQUIRE_BROWSER` is set (CI sets it, after installing them).
+//! with a note, unless `REQUIRE_BROWSER_TESTS` is set (CI sets it, after installing them).
 
 #![allow(dead_code)]
 
@@ -39,8 +39,8 @@ impl Browser {
         let present =
             std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
         if !present {
-            if std::env::var_os("TALLY_REQUIRE_BROWSER").is_some() {
-                panic!("TALLY_REQUIRE_BROWSER is set but {CHROMIUM} or {CHROMEDRIVER} is missing");
+            if std::env::var_os("REQUIRE_BROWSER_TESTS").is_some() {
+                panic!("REQUIRE_BROWSER_TESTS is set but {CHROMIUM} or {CHROMEDRIVER} is missing");
             }
             eprintln!(
                 "skipping browser test: install Debian's chromium and chromium-driver to run it"

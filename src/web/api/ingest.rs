@@ -19,8 +19,55 @@ use serde::Serialize;
 use crate::analytics::params::pairs;
 use crate::ingest::{self, Limits, RequestDefaults};
 use crate::keys::Principal;
+use crate::metrics;
 use crate::store::WriteBatch;
 use crate::web::{request_id, AppState, Error};
+
+/// Counts what a body held, by format, for `/metrics`. `skipped_as` names the format of
+/// skipped items (only OTLP skips: non-GenAI spans).
+pub fn count_records(batch: &ingest::ParsedBatch, skipped_as: &str) {
+    let mut by: std::collections::BTreeMap<(&str, &'static str), u64> = Default::default();
+    for e in &batch.events {
+        *by.entry((e.event.source_format.as_str(), "received"))
+            .or_default() += 1;
+    }
+    for r in &batch.rejects {
+        *by.entry((r.source_format.as_str(), "rejected"))
+            .or_default() += 1;
+    }
+    if batch.skipped > 0 {
+        *by.entry((skipped_as, "skipped")).or_default() += batch.skipped as u64;
+    }
+    for ((format, result), n) in by {
+        metrics::add(
+            "tally_ingest_records_total",
+            &[("format", format), ("result", result)],
+            n,
+        );
+    }
+}
+
+/// Counts a commit's result for `/metrics`; a full queue is counted as backpressure.
+pub fn count_outcome(outcome: &Result<crate::store::WriteOutcome, crate::store::WriteError>) {
+    match outcome {
+        Ok(o) => {
+            metrics::add(
+                "tally_ingest_events_total",
+                &[("result", "stored")],
+                o.accepted as u64,
+            );
+            metrics::add(
+                "tally_ingest_events_total",
+                &[("result", "duplicate")],
+                o.duplicates as u64,
+            );
+        }
+        Err(crate::store::WriteError::QueueFull) => {
+            metrics::add("tally_ingest_backpressure_total", &[], 1)
+        }
+        Err(_) => {}
+    }
+}
 
 /// The ingest answer.
 #[derive(Debug, Serialize)]
@@ -147,6 +194,7 @@ pub async fn ingest(
     if !rejected.is_empty() {
         tracing::info!(rejected = rejected.len(), first = %rejected[0].error, "records rejected");
     }
+    count_records(&batch, "unknown");
     let outcome = state
         .store
         .writer()
@@ -157,7 +205,9 @@ pub async fn ingest(
             http_request: request_id(&headers),
             project: principal.project.clone(),
         })
-        .await?;
+        .await;
+    count_outcome(&outcome);
+    let outcome = outcome?;
     Ok(Json(IngestAnswer {
         accepted: outcome.accepted,
         duplicates: outcome.duplicates,

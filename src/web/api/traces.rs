@@ -110,6 +110,7 @@ pub async fn traces(
     if !rejected.is_empty() {
         tracing::info!(rejected = rejected.len(), first = %rejected[0].error, "spans rejected");
     }
+    super::ingest::count_records(&batch, "otlp");
     let outcome = state
         .store
         .writer()
@@ -120,7 +121,9 @@ pub async fn traces(
             http_request: request_id(&headers),
             project: principal.project.clone(),
         })
-        .await?;
+        .await;
+    super::ingest::count_outcome(&outcome);
+    let outcome = outcome?;
 
     let partial = (!rejected.is_empty()).then(|| {
         let mut message: Vec<String> = rejected
