@@ -14,6 +14,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::budgets::dispatcher::Dispatcher;
+use crate::budgets::model::Source;
+use crate::budgets::{self, Engine};
 use crate::config::{resolve_listen, Config};
 use crate::keys::KeyRing;
 use crate::pricing::Pricer;
@@ -30,6 +33,8 @@ pub struct Server {
     addr: SocketAddr,
     store: Store,
     keys: Arc<KeyRing>,
+    budgets: Arc<Engine>,
+    dispatcher: Option<Dispatcher>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -50,6 +55,11 @@ impl Server {
         &self.store
     }
 
+    /// The budgets engine (definitions, snapshot, dispatcher wake-up).
+    pub fn budgets(&self) -> &Arc<Engine> {
+        &self.budgets
+    }
+
     /// Stops accepting, finishes in-flight requests, drains and checkpoints the writer.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
@@ -68,6 +78,10 @@ impl Server {
         }
         if let Err(e) = crate::keys::flush_last_used(&self.store, &self.keys).await {
             tracing::warn!(error = %e, "API keys' last-use times not written");
+        }
+        // An attempt in flight finishes and is recorded before the writer stops.
+        if let Some(dispatcher) = self.dispatcher.take() {
+            dispatcher.stop(&self.budgets, SHUTDOWN_GRACE).await;
         }
         self.store.shutdown(SHUTDOWN_GRACE).await
     }
@@ -102,15 +116,29 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     }
     let pricer =
         Arc::new(Pricer::builtin(&config.pricing).context("invalid [pricing] configuration")?);
+    let settings = config.alerts.parse().map_err(anyhow::Error::msg)?;
+    let engine = Engine::new(settings, config.public_url.clone());
     let store = {
         let data_dir = config.data_dir.clone();
         let storage = config.storage.clone();
-        tokio::task::spawn_blocking(move || Store::open(&data_dir, &storage)).await??
+        let hooks = vec![engine.hook()];
+        tokio::task::spawn_blocking(move || Store::open_with_hooks(&data_dir, &storage, hooks))
+            .await??
     };
     let keys = Arc::new(KeyRing::default());
     crate::keys::reload(&store, &keys)
         .await
         .context("cannot load API keys")?;
+    // Before the socket opens, so no event is evaluated against a half-loaded set.
+    budgets::service::apply_declared(
+        &store,
+        &engine,
+        &config.budgets,
+        &config.channels,
+        Source::Config,
+    )
+    .await
+    .context("cannot apply the budgets and channels of the configuration")?;
     let listener = TcpListener::bind(&addrs[..])
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -132,9 +160,12 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         store: store.clone(),
         pricer,
         keys: keys.clone(),
+        budgets: engine.clone(),
         auth,
     };
     spawn_checkpointer(store.clone());
+    let dispatcher = Dispatcher::spawn(store.clone(), engine.clone())?;
+    budgets::service::spawn_refresher(store.clone(), engine.clone());
     spawn_last_used_flusher(store.clone(), keys.clone());
     let app = web::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -150,6 +181,8 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         addr,
         store,
         keys,
+        budgets: engine,
+        dispatcher: Some(dispatcher),
         stop: Some(stop),
         task,
     })

@@ -157,6 +157,10 @@ pub struct DemoArgs {
     /// Generate the data and exit without serving.
     #[arg(long)]
     pub no_serve: bool,
+    /// Send the demo budgets' alerts to this webhook URL (Standard Webhooks; the signing
+    /// secret is printed). Without it the alerts are recorded in /api/v1/alerts only.
+    #[arg(long)]
+    pub webhook_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -77,6 +77,16 @@ fn run_demo(config_file: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
             .store()
             .read(|conn| Ok(conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?))
             .await?;
+        // Before the traffic, so its stories set the budgets off as it lands.
+        let secrets = demo::budgets::install(
+            server.store(),
+            server.budgets(),
+            args.webhook_url.as_deref(),
+        )
+        .await?;
+        for (name, secret) in &secrets {
+            eprintln!("Demo alerts go to channel {name:?}, signed with {secret} (shown once)");
+        }
         if existing == 0 {
             let cfg = demo::generate::DemoConfig {
                 seed: args.seed,
@@ -104,6 +114,11 @@ fn run_demo(config_file: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
                 args.data_dir.display()
             );
         }
+        let alerts: i64 = server
+            .store()
+            .read(crate::store::queries::budgets::open_alert_count)
+            .await?;
+        eprintln!("{alerts} budget alerts so far: see /api/v1/alerts and /api/v1/budgets/status");
         if args.no_serve {
             return server.shutdown().await;
         }

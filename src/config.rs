@@ -15,6 +15,9 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::analytics::AnalyticsConfig;
+use crate::budgets::channel::ChannelSpec;
+use crate::budgets::model::BudgetSpec;
+use crate::budgets::AlertsConfig;
 use crate::pricing::PricingConfig;
 
 /// Everything the server can be told.
@@ -45,6 +48,12 @@ pub struct Config {
     pub pricing: PricingConfig,
     /// Outcome analytics (tasks, runs).
     pub analytics: AnalyticsConfig,
+    /// Alert delivery: retry schedule, timeout, snapshot refresh.
+    pub alerts: AlertsConfig,
+    /// `[[budgets]]`: budgets declared here, applied on start (idempotent by project + name).
+    pub budgets: Vec<BudgetSpec>,
+    /// `[[channels]]`: alert channels declared here, applied on start before the budgets.
+    pub channels: Vec<ChannelSpec>,
 }
 
 /// Log output format.
@@ -138,6 +147,9 @@ impl Default for Config {
             storage: StorageConfig::default(),
             pricing: PricingConfig::default(),
             analytics: AnalyticsConfig::default(),
+            alerts: AlertsConfig::default(),
+            budgets: Vec::new(),
+            channels: Vec::new(),
         }
     }
 }
@@ -213,6 +225,15 @@ impl Config {
         }
         if self.storage.read_connections == 0 {
             bail!("storage.read_connections must be at least 1");
+        }
+        self.alerts.parse().map_err(anyhow::Error::msg)?;
+        for (i, b) in self.budgets.iter().enumerate() {
+            b.check()
+                .map_err(|e| anyhow::anyhow!("budgets[{i}] ({}): {e}", b.name))?;
+        }
+        for (i, c) in self.channels.iter().enumerate() {
+            c.check()
+                .map_err(|e| anyhow::anyhow!("channels[{i}] ({}): {e}", c.name))?;
         }
         if self
             .metrics_token

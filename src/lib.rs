@@ -1,8 +1,9 @@
 //! Tally: self-hosted LLM cost attribution and budget analytics.
 //!
 //! Read in this order: `domain` (the nouns), `ingest` (bodies → events), `pricing` (events →
-//! costs), `store` (DuckDB: writer, readers, SQL), `analytics` (questions → answers), `web`
-//! (HTTP), `app` (the server's life). `main.rs` only parses the command line and dispatches.
+//! costs), `store` (DuckDB: writer, readers, SQL), `analytics` (questions → answers), `budgets`
+//! (budgets, alerts and their delivery), `web` (HTTP), `app` (the server's life). `main.rs` only
+//! parses the command line and dispatches.
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ macro_rules! dec {
 pub mod analytics;
 pub mod app;
 pub mod billing;
+pub mod budgets;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 const ADMIN: &str = "bootstrap-admin-key-0123456789";
 
-/// Who needs what: (method, path, body, role needed). `role` is "ingest", "read" or "admin";
-/// "public" needs nothing.
+/// Who needs what: (method, path, body, role needed). `role` is "ingest", "read" or "admin",
+/// or several joined by `|` (any of them will do); "public" needs nothing.
 const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/healthz", "", "public"),
     ("GET", "/readyz", "", "public"),
@@ -67,6 +67,62 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
         "admin",
     ),
     ("DELETE", "/api/v1/keys/key_doesnotexist", "", "admin"),
+    ("GET", "/v1/budget-check?feature=search", "", "ingest|read"),
+    ("GET", "/api/v1/budgets/status", "", "read"),
+    ("GET", "/api/v1/alerts", "", "read"),
+    ("GET", "/budgets", "", "read"),
+    ("GET", "/api/v1/budgets", "", "admin"),
+    (
+        "POST",
+        "/api/v1/budgets",
+        r#"{"name":"m","project":"a","period":"month","amount":"10"}"#,
+        "admin",
+    ),
+    ("GET", "/api/v1/budgets/bud_doesnotexist", "", "admin"),
+    (
+        "PUT",
+        "/api/v1/budgets/bud_doesnotexist",
+        r#"{"name":"m","period":"month","amount":"10"}"#,
+        "admin",
+    ),
+    ("DELETE", "/api/v1/budgets/bud_doesnotexist", "", "admin"),
+    (
+        "POST",
+        "/api/v1/alerts/alrt_doesnotexist/redeliver",
+        "",
+        "admin",
+    ),
+    ("GET", "/api/v1/channels", "", "admin"),
+    (
+        "POST",
+        "/api/v1/channels",
+        r#"{"name":"m","project":"a","url":"http://127.0.0.1:9/hook"}"#,
+        "admin",
+    ),
+    ("GET", "/api/v1/channels/ch_doesnotexist", "", "admin"),
+    (
+        "PATCH",
+        "/api/v1/channels/ch_doesnotexist",
+        r#"{"enabled":true}"#,
+        "admin",
+    ),
+    ("DELETE", "/api/v1/channels/ch_doesnotexist", "", "admin"),
+    ("POST", "/api/v1/channels/ch_doesnotexist/test", "", "admin"),
+    // The budgets page's action forms (form-encoded; without a valid CSRF token an allowed
+    // credential gets the "form expired" page, a denied one the role refusal).
+    ("POST", "/budgets/save", "csrf=x", "admin"),
+    (
+        "POST",
+        "/budgets/alerts/alrt_doesnotexist/redeliver",
+        "csrf=x",
+        "admin",
+    ),
+    (
+        "POST",
+        "/budgets/channels/ch_doesnotexist/test",
+        "csrf=x",
+        "admin",
+    ),
 ];
 
 /// Endpoints that are dashboard pages (HTML answers).
@@ -78,6 +134,10 @@ const ENDPOINT_PAGES: &[&str] = &[
     "/tasks",
     "/runs/run-doesnotexist",
     "/routes",
+    "/budgets",
+    "/budgets/save",
+    "/budgets/alerts/alrt_doesnotexist/redeliver",
+    "/budgets/channels/ch_doesnotexist/test",
 ];
 
 async fn call(
@@ -93,6 +153,21 @@ async fn call(
         "GET" => client.get(url),
         "POST" => client
             .post(url)
+            .header(
+                "content-type",
+                if body.starts_with("csrf=") {
+                    "application/x-www-form-urlencoded"
+                } else {
+                    "application/json"
+                },
+            )
+            .body(body.to_string()),
+        "PUT" => client
+            .put(url)
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+        "PATCH" => client
+            .patch(url)
             .header("content-type", "application/json")
             .body(body.to_string()),
         "DELETE" => client.delete(url),
@@ -185,9 +260,21 @@ async fn every_endpoint_for_every_credential() {
                 } else {
                     &[303]
                 }
-            } else if roles.contains(needed) {
-                // Allowed: success, or a 404 for the made-up key id.
-                &[200, 201, 404]
+            } else if needed.split('|').any(|n| roles.contains(&n)) {
+                if body.starts_with("csrf=") {
+                    // Let through, then refused for the made-up CSRF token.
+                    assert_eq!(status, 403, "{who} {method} {path}");
+                    assert!(
+                        answer.as_str().unwrap_or("").contains("form expired"),
+                        "{who} {method} {path}: {answer}"
+                    );
+                    &[403]
+                } else {
+                    // Allowed: success (202 for a queued redelivery), a 404 for a made-up id,
+                    // or a 409 when a second credential creates the same named budget or
+                    // channel. Never a 403: that would be a wrongly refused role.
+                    &[200, 201, 202, 404, 409]
+                }
             } else {
                 &[403]
             };
@@ -696,5 +783,101 @@ async fn outcome_analytics_never_cross_projects() {
     .await;
     assert_eq!(all["total"]["tasks"], 4, "{all}");
     assert_eq!(all["total"]["calls_cost"], "101");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn budgets_alerts_and_budget_checks_stay_in_their_project() {
+    let srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
+    let client = reqwest::Client::new();
+    let base = srv.url.clone();
+    let (_, ingest_a) = create_key(&client, &base, "ingest", Some("a")).await;
+    let (_, ingest_b) = create_key(&client, &base, "ingest", Some("b")).await;
+    let (_, read_a) = create_key(&client, &base, "read", Some("a")).await;
+    let mut ids = Vec::new();
+    for project in ["a", "b"] {
+        let body = json!({"name": "monthly", "project": project, "period": "month", "amount": "1"});
+        let (status, v) = call(
+            &client,
+            &base,
+            "POST",
+            "/api/v1/budgets",
+            &body.to_string(),
+            Some(ADMIN),
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let now = chrono::Utc::now().to_rfc3339();
+    for key in [&ingest_a, &ingest_b] {
+        let body = json!({"timestamp": now, "model": "gpt-4o", "cost": "2"}).to_string();
+        let (status, _) = call(&client, &base, "POST", "/v1/ingest", &body, Some(key)).await;
+        assert_eq!(status, 200);
+    }
+    let (_, status) = call(
+        &client,
+        &base,
+        "GET",
+        "/api/v1/budgets/status",
+        "",
+        Some(&read_a),
+    )
+    .await;
+    let seen: Vec<&str> = status["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, vec![ids[0].as_str()]);
+    let (_, alerts) = call(&client, &base, "GET", "/api/v1/alerts", "", Some(&read_a)).await;
+    assert!(alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["budget_id"] == ids[0].as_str()));
+    let (_, check) = call(
+        &client,
+        &base,
+        "GET",
+        "/v1/budget-check",
+        "",
+        Some(&ingest_a),
+    )
+    .await;
+    let seen: Vec<&str> = check["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, vec![ids[0].as_str()]);
+    for path in [
+        "/api/v1/budgets/status?project=b",
+        "/api/v1/alerts?project=b",
+        "/v1/budget-check?project=b",
+    ] {
+        let key = if path.starts_with("/v1") {
+            &ingest_a
+        } else {
+            &read_a
+        };
+        let (status, _) = call(&client, &base, "GET", path, "", Some(key)).await;
+        assert_eq!(status, 403, "{path}");
+    }
+    let (status, _) = call(
+        &client,
+        &base,
+        "GET",
+        &format!("/api/v1/budgets/status?budget={}", ids[1]),
+        "",
+        Some(&read_a),
+    )
+    .await;
+    assert_eq!(
+        status, 404,
+        "another project's budget does not exist for this key"
+    );
     srv.stop().await;
 }

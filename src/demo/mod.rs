@@ -1,7 +1,8 @@
 //! `tally demo`: realistic synthetic LLM traffic for a first look at the product and for
 //! benchmarks. The generator lives in [`mod@generate`]; [`load`] feeds it through the real
-//! ingest pipeline.
+//! ingest pipeline; [`budgets`] installs the budgets whose alerts the traffic's stories set off.
 
+pub mod budgets;
 pub mod generate;
 pub mod load;
 

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "outcomes",
         include_str!("../../schemas/migrations/0005_outcomes.sql"),
     ),
+    (
+        6,
+        "budgets",
+        include_str!("../../schemas/migrations/0006_budgets.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest schema.

@@ -179,6 +179,45 @@ pub async fn require(State(needed): State<Role>, req: Request, next: Next) -> Re
     }
 }
 
+/// Middleware: lets through principals whose role allows any of `roles` (403 otherwise), for
+/// endpoints shared by roles, such as `/v1/budget-check` which gateways call with ingest keys
+/// and dashboards with read keys.
+pub async fn require_any(
+    State(roles): State<&'static [Role]>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(principal) = req.extensions().get::<Principal>() else {
+        return Error::Unauthorized("not authenticated".into()).into_response();
+    };
+    if roles.iter().any(|r| principal.role.allows(*r)) {
+        next.run(req).await
+    } else {
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Error::Forbidden(format!(
+            "this key has the {} role; this endpoint needs {} (or admin)",
+            principal.role,
+            names.join(" or ")
+        ))
+        .into_response()
+    }
+}
+
+/// The project a read is limited to: the principal's own (naming another is a 403), else the
+/// one asked for, else every project (admin keys).
+pub fn project_for_read(
+    principal: &Principal,
+    asked: Option<&str>,
+) -> Result<Option<String>, Error> {
+    match (principal.project_scope(), asked) {
+        (Some(own), Some(other)) if own != other => Err(Error::Forbidden(format!(
+            "this key reads only project {own:?}"
+        ))),
+        (Some(own), _) => Ok(Some(own.to_string())),
+        (None, asked) => Ok(asked.map(str::to_string)),
+    }
+}
+
 /// Limits a query to the principal's project: a filter naming another project is a 403, and
 /// a query without one gets the principal's project added.
 pub fn scope(principal: &Principal, filters: &mut Vec<Filter>) -> Result<(), Error> {

@@ -15,6 +15,7 @@ pub mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::budgets::Engine;
 use axum::http::{header, HeaderName, HeaderValue, Request};
 use axum::routing::{delete, get, post};
 use axum::{middleware, Router};
@@ -36,6 +37,8 @@ pub struct AppState {
     pub store: Store,
     pub pricer: Arc<Pricer>,
     pub keys: Arc<KeyRing>,
+    /// Budget definitions, their in-memory numbers and the alert dispatcher's wake-up.
+    pub budgets: Arc<Engine>,
     pub auth: Arc<auth::Auth>,
 }
 
@@ -51,6 +54,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/traces", post(api::traces::traces))
         .route("/v1/billing", post(api::billing::import))
         .route_layer(middleware::from_fn_with_state(Role::Ingest, auth::require));
+    // Gateways hold ingest keys, dashboards read keys: both may ask before a call.
+    const INGEST_OR_READ: &[Role] = &[Role::Ingest, Role::Read];
+    let ingest_or_read = Router::new()
+        .route("/v1/budget-check", get(api::budgets::check))
+        .route_layer(middleware::from_fn_with_state(
+            INGEST_OR_READ,
+            auth::require_any,
+        ));
     let read = Router::new()
         .route("/", get(pages::overview::page))
         .route("/explore", get(pages::explore::page))
@@ -75,13 +86,51 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/reprice", get(api::reprice::dry_run))
         .route("/api/v1/unpriced", get(api::unpriced::unpriced))
         .route("/api/v1/anomalies", get(api::anomalies::anomalies))
+        .route("/budgets", get(pages::budgets::page))
+        .route("/api/v1/budgets/status", get(api::budgets::status))
+        .route("/api/v1/alerts", get(api::alerts::list))
         .route_layer(middleware::from_fn_with_state(Role::Read, auth::require));
     let admin = Router::new()
         .route("/api/v1/keys", get(api::keys::list).post(api::keys::create))
         .route("/api/v1/keys/{id}", delete(api::keys::revoke))
         .route("/api/v1/reprice", post(api::reprice::apply))
+        .route(
+            "/api/v1/budgets",
+            get(api::budgets::list).post(api::budgets::create),
+        )
+        .route(
+            "/api/v1/budgets/{id}",
+            get(api::budgets::get)
+                .put(api::budgets::replace)
+                .delete(api::budgets::delete),
+        )
+        .route(
+            "/api/v1/alerts/{id}/redeliver",
+            post(api::alerts::redeliver),
+        )
+        .route(
+            "/api/v1/channels",
+            get(api::channels::list).post(api::channels::create),
+        )
+        .route(
+            "/api/v1/channels/{id}",
+            get(api::channels::get)
+                .patch(api::channels::update)
+                .delete(api::channels::delete),
+        )
+        .route("/api/v1/channels/{id}/test", post(api::channels::test))
+        .route("/budgets/save", post(pages::budgets::save))
+        .route(
+            "/budgets/alerts/{id}/redeliver",
+            post(pages::budgets::redeliver),
+        )
+        .route(
+            "/budgets/channels/{id}/test",
+            post(pages::budgets::test_channel),
+        )
         .route_layer(middleware::from_fn_with_state(Role::Admin, auth::require));
     let protected = ingest
+        .merge(ingest_or_read)
         .merge(read)
         .merge(admin)
         .route_layer(middleware::from_fn_with_state(auth, auth::authenticate));

@@ -6,6 +6,7 @@
 
 pub mod anomalies;
 pub mod billing;
+pub mod budgets;
 pub mod costs;
 pub mod focus_export;
 pub mod keys;

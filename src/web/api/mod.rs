@@ -1,7 +1,10 @@
 //! JSON API handlers (`/v1/*` ingest, `/api/v1/*` queries).
 
+pub mod alerts;
 pub mod anomalies;
 pub mod billing;
+pub mod budgets;
+pub mod channels;
 pub mod costs;
 pub mod ingest;
 pub mod keys;

@@ -6,6 +6,7 @@
 //! `/api/v1/…` with the same filters show the same figures. Pages answer people: errors are an
 //! HTML page, and a missing sign-in redirects to the sign-in form.
 
+pub mod budgets;
 pub mod explore;
 pub mod overview;
 pub mod reconciliation;
