@@ -115,6 +115,10 @@ async fn metrics_count_ingest_and_queries_and_need_the_token_or_an_admin_key() {
     assert!(d("tally_store_read_duration_seconds_count") >= 1.0);
     assert!(after["process_resident_memory_bytes"] > 1e6);
     assert_eq!(after["tally_writer_queue_depth"], 0.0);
+    // No budget, so no alert: every delivery state is present and zero.
+    for s in ["pending", "delivered", "failed", "cancelled"] {
+        assert_eq!(after[&format!("tally_alerts{{state=\"{s}\"}}")], 0.0, "{s}");
+    }
 
     // Who may scrape: the token and admin keys; not a project's read key, nobody without a key.
     assert_eq!(scrape(&client, &srv.url, ADMIN).await.0, 200);

@@ -324,6 +324,14 @@ async fn crash_with_wal(dir: &Path, first: usize, n: usize) -> std::path::PathBu
     wal
 }
 
+/// Whether DuckDB refuses to open the database with `wal` as its log (tried on a copy).
+fn duckdb_refuses(dir: &Path, wal: &[u8]) -> bool {
+    let probe = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.join("tally.duckdb"), probe.path().join("tally.duckdb")).unwrap();
+    std::fs::write(probe.path().join("tally.duckdb.wal"), wal).unwrap();
+    duckdb::Connection::open(probe.path().join("tally.duckdb")).is_err()
+}
+
 fn recovery_files(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir.join("recovery"))
         .map(|entries| {
@@ -345,12 +353,22 @@ async fn a_damaged_wal_stops_the_start_until_an_operator_decides() {
     assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
     let wal = crash_with_wal(dir.path(), 500, 3000).await;
 
-    // Damage an entry in the middle, as a bad disk would.
-    let mut bytes = std::fs::read(&wal).unwrap();
-    let damaged_at = bytes.len() / 2;
-    for b in &mut bytes[damaged_at..damaged_at + 64] {
-        *b ^= 0xff;
-    }
+    // Damage the WAL as a bad disk would. Whether DuckDB notices depends on where the damage
+    // lands (a damaged length field reads as a torn tail and is replayed up to there), so
+    // DuckDB itself, on a copy, picks a place where it refuses to replay.
+    let original = std::fs::read(&wal).unwrap();
+    let bytes = (1..16)
+        .map(|k| {
+            let mut bytes = original.clone();
+            let at = bytes.len() * k / 16;
+            let end = (at + 64).min(bytes.len());
+            for b in &mut bytes[at..end] {
+                *b ^= 0xff;
+            }
+            bytes
+        })
+        .find(|bytes| duckdb_refuses(dir.path(), bytes))
+        .expect("no damage DuckDB refuses to replay");
     std::fs::write(&wal, &bytes).unwrap();
 
     // Refused, with the file and the way out named; the bytes are kept.

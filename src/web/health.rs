@@ -46,6 +46,19 @@ pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Resp
         vec![],
         state.store.writer().queue_depth() as u64,
     )];
+    // Every state is printed, at zero too, so an alert rule on `failed` has a series to watch.
+    let deliveries = state
+        .store
+        .read(crate::store::queries::budgets::delivery_counts)
+        .await
+        .unwrap_or_default();
+    for s in ["pending", "delivered", "failed", "cancelled"] {
+        let n = deliveries
+            .iter()
+            .find(|(k, _)| k == s)
+            .map_or(0, |(_, n)| *n);
+        gauges.push(("tally_alerts", vec![("state", s.to_string())], n));
+    }
     if let Some(rss) = metrics::resident_memory_bytes() {
         gauges.push(("process_resident_memory_bytes", vec![], rss));
     }

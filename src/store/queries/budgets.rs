@@ -993,3 +993,16 @@ pub fn open_alert_count(conn: &Connection) -> Result<i64, StoreError> {
         |r| r.get(0),
     )?)
 }
+
+/// Alert deliveries per state (`pending`, `delivered`, `failed`, `cancelled`), for `/metrics`.
+pub fn delivery_counts(conn: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT state, count(*) FROM alert_deliveries GROUP BY state ORDER BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (state, n) = row?;
+        out.push((state, n.max(0) as u64));
+    }
+    Ok(out)
+}
