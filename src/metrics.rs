@@ -130,6 +130,15 @@ pub fn add(name: &'static str, pairs: &[(&'static str, &str)], by: u64) {
     *lock().counters.entry((name, labels(pairs))).or_default() += by;
 }
 
+/// A counter's current value (0 when never added to), e.g. for a page that shows it.
+pub fn counter(name: &'static str, pairs: &[(&'static str, &str)]) -> u64 {
+    lock()
+        .counters
+        .get(&(name, labels(pairs)))
+        .copied()
+        .unwrap_or(0)
+}
+
 /// Records one duration in a histogram.
 pub fn observe(name: &'static str, pairs: &[(&'static str, &str)], seconds: f64) {
     let mut reg = lock();

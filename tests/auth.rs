@@ -71,6 +71,7 @@ const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/api/v1/budgets/status", "", "read"),
     ("GET", "/api/v1/alerts", "", "read"),
     ("GET", "/budgets", "", "read"),
+    ("GET", "/ingest", "", "read"),
     ("GET", "/api/v1/budgets", "", "admin"),
     (
         "POST",
@@ -135,6 +136,7 @@ const ENDPOINT_PAGES: &[&str] = &[
     "/runs/run-doesnotexist",
     "/routes",
     "/budgets",
+    "/ingest",
     "/budgets/save",
     "/budgets/alerts/alrt_doesnotexist/redeliver",
     "/budgets/channels/ch_doesnotexist/test",

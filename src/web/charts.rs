@@ -28,6 +28,8 @@ pub struct BarChart {
     /// where there is no projection.
     pub forecast: Vec<Option<Decimal>>,
     pub title: String,
+    /// Values are counts (events), not dollars: axis and tooltips show plain numbers.
+    pub counts: bool,
 }
 
 /// Colours of the series, readable on light and dark backgrounds.
@@ -88,6 +90,15 @@ fn nice_max(max: Decimal) -> Decimal {
 }
 
 impl BarChart {
+    /// A value as the axis and tooltips show it.
+    fn show(&self, v: Decimal) -> String {
+        if self.counts {
+            v.normalize().to_string()
+        } else {
+            display_usd(v)
+        }
+    }
+
     /// The chart as an SVG element.
     pub fn render(&self) -> String {
         let n = self.buckets.len().max(1) as i64;
@@ -127,7 +138,7 @@ impl BarChart {
                 WIDTH - 8,
                 LEFT - 6,
                 y + 4,
-                escape(&display_usd(value))
+                escape(&self.show(value))
             );
         }
         for (i, bucket) in self.buckets.iter().enumerate() {
@@ -142,12 +153,15 @@ impl BarChart {
                 y -= h;
                 let _ = write!(
                     svg,
-                    r#"<rect x="{x}" y="{y}" width="{bar_w}" height="{h}" fill="{}"><title>{} · {}: {} (${})</title></rect>"#,
+                    r#"<rect x="{x}" y="{y}" width="{bar_w}" height="{h}" fill="{}"><title>{} · {}: {}</title></rect>"#,
                     PALETTE[k % PALETTE.len()],
                     escape(bucket),
                     escape(&series.label),
-                    escape(&display_usd(v)),
-                    escape(&to_api_string(v))
+                    escape(&if self.counts {
+                        self.show(v)
+                    } else {
+                        format!("{} (${})", display_usd(v), to_api_string(v))
+                    })
                 );
             }
             if let Some(Some(f)) = self.forecast.get(i) {
@@ -209,6 +223,7 @@ mod tests {
             ],
             forecast: vec![None, Some(dec!(50))],
             title: "Spend".into(),
+            counts: false,
         };
         let svg = chart.render();
         assert!(svg.contains("&lt;Tue&gt;") && svg.contains("a&amp;b") && !svg.contains("<Tue>"));

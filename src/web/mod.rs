@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/unpriced", get(api::unpriced::unpriced))
         .route("/api/v1/anomalies", get(api::anomalies::anomalies))
         .route("/budgets", get(pages::budgets::page))
+        .route("/ingest", get(pages::ingest::page))
         .route("/api/v1/budgets/status", get(api::budgets::status))
         .route("/api/v1/alerts", get(api::alerts::list))
         .route_layer(middleware::from_fn_with_state(Role::Read, auth::require));

@@ -9,6 +9,7 @@ pub mod billing;
 pub mod budgets;
 pub mod costs;
 pub mod focus_export;
+pub mod ingest;
 pub mod keys;
 pub mod outcomes;
 pub mod reconciliation;

@@ -330,7 +330,7 @@ fn thresholds_of(state: &AppState, id: &str) -> String {
 }
 
 /// The bar's width class for a percent used: rounded down to tens, 0 to 100.
-fn bar_width(percent: Decimal) -> u32 {
+pub fn bar_width(percent: Decimal) -> u32 {
     let tens = (percent / Decimal::TEN).floor();
     let tens = if tens < Decimal::ZERO {
         0

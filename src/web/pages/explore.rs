@@ -459,6 +459,7 @@ fn stacked(answer: &CostAnswer, range: &Range, interval: Interval) -> BarChart {
         series,
         forecast: Vec::new(),
         title: "Spend over time".into(),
+        counts: false,
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod budgets;
 pub mod explore;
+pub mod ingest;
 pub mod overview;
 pub mod reconciliation;
 pub mod routes;

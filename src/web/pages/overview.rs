@@ -15,7 +15,9 @@ use rust_decimal::Decimal;
 use super::{render, urlencode, Layout, PageError, Range};
 use crate::analytics::costs::{self, CostQuery, Measures, Parts};
 use crate::analytics::params::{pairs, Common, Filter, OrderBy, TimeRange};
+use crate::analytics::tasks::{self, TaskMeasures, TaskQuery};
 use crate::analytics::time::{self, Interval};
+use crate::budgets::service;
 use crate::domain::dimension::Dimension;
 use crate::domain::money::{display_usd, to_api_string};
 use crate::keys::Principal;
@@ -43,6 +45,68 @@ pub struct OverviewPage {
     pub chart: String,
     pub tops: Vec<TopTable>,
     pub api_link: String,
+    /// Spend budgets' rows, closest to the limit first.
+    pub budgets: Vec<BudgetBar>,
+    /// Every task of the range, for the headline cost per successful task.
+    pub tasks_total: TaskLine,
+    /// Features, the highest cost per successful task first.
+    pub task_features: Vec<TaskLine>,
+    pub tasks_api: String,
+}
+
+/// One budget (and split value) as a progress bar.
+pub struct BudgetBar {
+    pub id: String,
+    pub name: String,
+    /// The split value, empty for an unsplit budget.
+    pub split: String,
+    pub spent: String,
+    pub spent_exact: String,
+    pub amount: String,
+    pub amount_exact: String,
+    /// As `/api/v1/budgets/status` gives it, e.g. "62.5".
+    pub percent_exact: String,
+    pub state: String,
+    pub forecast: String,
+    /// Width class step (0–100 in tens).
+    pub bar: u32,
+}
+
+/// Cost per successful task and success rate of one group (or of all tasks).
+pub struct TaskLine {
+    pub key: String,
+    pub link: String,
+    pub tasks: i64,
+    pub successful: i64,
+    pub cost_per_success: String,
+    /// The API's string, empty when no task succeeded (the API says `null`).
+    pub cost_per_success_exact: String,
+    pub success_rate: String,
+    pub success_rate_exact: String,
+}
+
+/// Budget rows shown on the overview; the full list is on `/budgets`.
+const BUDGET_BARS: usize = 5;
+/// Features in the cost-per-successful-task table.
+const TASK_FEATURES: usize = 5;
+
+impl TaskLine {
+    fn new(key: String, link: String, m: &TaskMeasures) -> TaskLine {
+        let per = m.cost_per_successful_task();
+        let rate = m.success_rate();
+        TaskLine {
+            key,
+            link,
+            tasks: m.tasks,
+            successful: m.successful,
+            cost_per_success: per.map(display_usd).unwrap_or_else(|| "–".into()),
+            cost_per_success_exact: per.map(to_api_string).unwrap_or_default(),
+            success_rate: rate
+                .map(|r| percent(r, Decimal::ONE))
+                .unwrap_or_else(|| "–".into()),
+            success_rate_exact: rate.map(to_api_string).unwrap_or_default(),
+        }
+    }
 }
 
 pub struct TopTable {
@@ -237,6 +301,41 @@ pub async fn page(
         .read(move |conn| rejects::count(conn, project.as_deref(), from, to))
         .await?;
 
+    let budgets = budget_bars(&state, principal.project.as_deref()).await?;
+
+    // The same question as `/api/v1/tasks?from=…&to=…&tz=…&group_by=feature&order=…`, so the
+    // page and the API agree for the linked filter.
+    let mut task_pairs = super::tasks::range_pairs(&range);
+    task_pairs.push(("group_by".into(), "feature".into()));
+    task_pairs.push(("order".into(), "cost_per_successful_task:desc".into()));
+    let tasks_api = format!("/api/v1/tasks?{}", super::tasks::query_string(&task_pairs));
+    let mut tq = TaskQuery::parse(&task_pairs, state.config.analytics.open_task_timeout.0, now)?;
+    auth::scope(&principal, &mut tq.common.filters)?;
+    let task_answer = tasks::query(&state.store, tq).await?;
+    let tasks_total = TaskLine::new(
+        "All tasks".into(),
+        format!("/tasks?{}", range.query()),
+        &task_answer.total,
+    );
+    let task_features = task_answer
+        .rows
+        .iter()
+        .filter(|r| r.measures.successful > 0)
+        .take(TASK_FEATURES)
+        .map(|r| {
+            let key = r.keys.first().cloned().flatten();
+            TaskLine::new(
+                key.clone().unwrap_or_else(|| "(none)".into()),
+                format!(
+                    "/tasks?{}&group_by=feature&feature={}",
+                    range.query(),
+                    urlencode(&key.unwrap_or_default())
+                ),
+                &r.measures,
+            )
+        })
+        .collect();
+
     let change = (!previous.cost.is_zero()).then(|| {
         let pct = (total.cost - previous.cost) * Decimal::ONE_HUNDRED / previous.cost;
         format!(
@@ -267,8 +366,62 @@ pub async fn page(
         api_link: format!("/api/v1/costs?{}", range.api_query()),
         total,
         range,
+        budgets,
+        tasks_total,
+        task_features,
+        tasks_api,
     };
     render(&page, started, "overview")
+}
+
+/// Every spend budget's rows from `/api/v1/budgets/status`' code, closest to the limit first.
+/// Run caps are left to `/budgets`: they have no "percent of a limit" for a period.
+async fn budget_bars(state: &AppState, project: Option<&str>) -> Result<Vec<BudgetBar>, PageError> {
+    let status = service::status(&state.store, &state.budgets, project, None, None)
+        .await
+        .map_err(crate::web::Error::from)?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let dec = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<Decimal>().ok());
+    let mut bars: Vec<(Decimal, BudgetBar)> = Vec::new();
+    for b in status["budgets"].as_array().into_iter().flatten() {
+        if b["kind"] == "run_cap" {
+            continue;
+        }
+        for r in b["rows"].as_array().into_iter().flatten() {
+            let Some(pct) = dec(&r["percent"]) else {
+                continue;
+            };
+            bars.push((
+                pct,
+                BudgetBar {
+                    id: text(&b["id"]),
+                    name: text(&b["name"]),
+                    split: text(&r["split_value"]),
+                    spent: dec(&r["spent"]).map(display_usd).unwrap_or_default(),
+                    spent_exact: text(&r["spent"]),
+                    amount: dec(&r["amount"]).map(display_usd).unwrap_or_default(),
+                    amount_exact: text(&r["amount"]),
+                    percent_exact: text(&r["percent"]),
+                    state: text(&r["state"]),
+                    forecast: dec(&r["forecast"])
+                        .map(display_usd)
+                        .unwrap_or_else(|| "–".into()),
+                    bar: super::budgets::bar_width(pct),
+                },
+            ));
+        }
+    }
+    // Highest percent first; ties in a stable, readable order.
+    bars.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| a.1.name.cmp(&b.1.name))
+            .then_with(|| a.1.split.cmp(&b.1.split))
+    });
+    Ok(bars
+        .into_iter()
+        .take(BUDGET_BARS)
+        .map(|(_, bar)| bar)
+        .collect())
 }
 
 /// Spend per day lately: the mean over the last seven complete days (fewer when the range is
