@@ -121,6 +121,45 @@ impl Table {
         }
     }
 
+    /// A table of grouped rows: one column per group key, `bucket` when the query has an
+    /// interval (formatted in its zone), then `measures`. Each row is (keys, bucket, measure
+    /// values in the order of `measures`).
+    pub fn grouped<'a>(
+        common: &params::Common,
+        measures: &[&str],
+        rows: impl IntoIterator<
+            Item = (
+                &'a [Option<String>],
+                Option<chrono::DateTime<chrono::Utc>>,
+                Vec<Value>,
+            ),
+        >,
+    ) -> Table {
+        let bucketed = common.interval != time::Interval::None;
+        let mut columns: Vec<String> = common
+            .group_by
+            .iter()
+            .map(|d| d.name().to_string())
+            .collect();
+        if bucketed {
+            columns.push("bucket".into());
+        }
+        columns.extend(measures.iter().map(|s| s.to_string()));
+        let mut table = Table::new(columns);
+        for (keys, bucket, measures) in rows {
+            let mut values: Vec<Value> = keys
+                .iter()
+                .map(|k| k.clone().map_or(Value::Null, Value::String))
+                .collect();
+            if bucketed {
+                values.push(bucket.map_or(Value::Null, |b| costs::format_ts(b, common.tz).into()));
+            }
+            values.extend(measures);
+            table.rows.push(values);
+        }
+        table
+    }
+
     /// The rows as JSON objects.
     pub fn objects(&self) -> Vec<Value> {
         self.rows

@@ -389,29 +389,13 @@ pub async fn query(
 
 impl Tabular for WhatIfAnswer {
     fn table(&self) -> Table {
-        let c = &self.query.common;
-        let mut columns: Vec<String> = c.group_by.iter().map(|d| d.name().to_string()).collect();
-        if c.interval != Interval::None {
-            columns.push("bucket".into());
-        }
-        columns.extend(WhatIfMeasures::COLUMNS.iter().map(|s| s.to_string()));
-        let mut table = Table::new(columns);
-        for row in &self.rows {
-            let mut values: Vec<Value> = row
-                .keys
+        Table::grouped(
+            &self.query.common,
+            &WhatIfMeasures::COLUMNS,
+            self.rows
                 .iter()
-                .map(|k| k.clone().map_or(Value::Null, Value::String))
-                .collect();
-            if c.interval != Interval::None {
-                values.push(
-                    row.bucket
-                        .map_or(Value::Null, |b| format_ts(b, c.tz).into()),
-                );
-            }
-            values.extend(row.measures.values());
-            table.rows.push(values);
-        }
-        table
+                .map(|r| (r.keys.as_slice(), r.bucket, r.measures.values())),
+        )
     }
 }
 
