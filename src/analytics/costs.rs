@@ -198,6 +198,18 @@ pub fn format_ts(ts: DateTime<Utc>, tz: Tz) -> String {
 }
 
 impl CostAnswer {
+    /// The row columns in answer order: group keys, `bucket` when bucketed, then [`MEASURES`]
+    /// (the order of [`MeasuresJson`]'s fields).
+    pub fn columns(&self) -> Vec<String> {
+        let c = &self.query.common;
+        let mut columns: Vec<String> = c.group_by.iter().map(|d| d.name().to_string()).collect();
+        if c.interval != Interval::None {
+            columns.push("bucket".into());
+        }
+        columns.extend(MEASURES.iter().map(|m| m.to_string()));
+        columns
+    }
+
     /// The JSON answer: `{rows: [{<keys>, bucket, <measures>}], total: {…}, …}`.
     pub fn to_json(&self) -> serde_json::Value {
         let c = &self.query.common;

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod charts;
 pub mod error;
 pub mod extract;
+pub mod format;
 pub mod health;
 pub mod pages;
 pub mod session;

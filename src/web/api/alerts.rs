@@ -3,6 +3,7 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 
@@ -12,6 +13,7 @@ use crate::budgets::evaluate::AlertKind;
 use crate::budgets::service;
 use crate::keys::Principal;
 use crate::store::queries::budgets::AlertsQuery;
+use crate::web::format;
 use crate::web::{auth, AppState, Error};
 
 /// Default and largest number of alerts listed.
@@ -22,8 +24,8 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, Error> {
-    let pairs = pairs(query.as_deref());
+) -> Result<Response, Error> {
+    let (fmt, pairs) = format::split(query.as_deref())?;
     only(&pairs, &["project", "budget", "kind", "limit"])?;
     let mut q = AlertsQuery {
         limit: DEFAULT_LIMIT,
@@ -56,7 +58,9 @@ pub async fn list(
     }
     q.project = auth::project_for_read(&principal, asked_project)?;
     let (alerts, truncated) = service::alerts(&state.store, q).await?;
-    Ok(Json(json!({ "alerts": alerts, "truncated": truncated })))
+    let answer = json!({ "alerts": alerts, "truncated": truncated });
+    // Deliveries and their attempts stay nested (JSON text in a file): an alert is one row.
+    format::respond(fmt, answer, "alerts", "alerts", &format::columns(&["id"])).await
 }
 
 pub async fn redeliver(

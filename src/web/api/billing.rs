@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::Utc;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::analytics::focus_export::{self, ExportQuery};
 use crate::analytics::params::{pairs, ParamError};
@@ -21,7 +21,7 @@ use crate::billing::import::{self, Outcome, Source};
 use crate::billing::{self, ImportError, Options};
 use crate::keys::Principal;
 use crate::store::queries::billing as queries;
-use crate::web::{auth, request_id, AppState, Error};
+use crate::web::{auth, format, request_id, AppState, Error};
 
 impl From<ImportError> for Error {
     fn from(e: ImportError) -> Self {
@@ -108,9 +108,10 @@ pub async fn imports(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
+    let (fmt, pairs) = format::split(query.as_deref())?;
     let mut limit = 100usize;
-    for (k, v) in pairs(query.as_deref()) {
+    for (k, v) in pairs {
         match k.as_str() {
             "limit" => {
                 limit = v
@@ -133,7 +134,15 @@ pub async fn imports(
         .store
         .read(move |conn| queries::list_imports(conn, project.as_deref(), limit))
         .await?;
-    Ok(Json(json!({ "imports": rows })))
+    let answer = json!({ "imports": rows });
+    format::respond(
+        fmt,
+        answer,
+        "imports",
+        "billing-imports",
+        &format::columns(&["id"]),
+    )
+    .await
 }
 
 /// `GET /api/v1/reconciliation`.
@@ -141,11 +150,13 @@ pub async fn reconciliation(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, Error> {
-    let mut q = ReconQuery::parse(&pairs(query.as_deref()))?;
+) -> Result<Response, Error> {
+    let (fmt, pairs) = format::split(query.as_deref())?;
+    let mut q = ReconQuery::parse(&pairs)?;
     auth::scope(&principal, &mut q.filters)?;
-    let answer = reconciliation::query(&state.store, q).await?;
-    Ok(Json(answer.to_json()))
+    let answer = reconciliation::query(&state.store, q).await?.to_json();
+    let columns = format::group_keys(&answer);
+    format::respond(fmt, answer, "rows", "reconciliation", &columns).await
 }
 
 /// `GET /api/v1/export/focus?format=csv|parquet`.

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -18,7 +19,7 @@ use crate::budgets::status::{self as bstatus, CheckQuery};
 use crate::budgets::{check_dimensions, status::reading_json};
 use crate::domain::dimension::Dimension;
 use crate::keys::{Principal, DEFAULT_PROJECT};
-use crate::web::{auth, extract, AppState, Error};
+use crate::web::{auth, extract, format, AppState, Error};
 
 impl From<ServiceError> for Error {
     fn from(e: ServiceError) -> Self {
@@ -117,8 +118,8 @@ pub async fn status(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, Error> {
-    let pairs = pairs(query.as_deref());
+) -> Result<Response, Error> {
+    let (fmt, pairs) = format::split(query.as_deref())?;
     only(&pairs, &["project", "budget", "at"])?;
     let project = auth::project_for_read(&principal, param(&pairs, "project"))?;
     let at = param(&pairs, "at")
@@ -136,7 +137,14 @@ pub async fn status(
     }
     let answer =
         service::status(&state.store, &state.budgets, project.as_deref(), budget, at).await?;
-    Ok(Json(answer))
+    if fmt == format::Format::Json {
+        return Ok(Json(answer).into_response());
+    }
+    // A file gets one row per budget reading (a budget per attribution value, or a run near
+    // its cap), with the budget's own fields beside it, rather than nested lists.
+    let flat = format::flatten(&answer, "budgets", "rows", "budget_");
+    let columns = format::columns(&["budget_id", "budget_name", "budget_state"]);
+    format::respond(fmt, flat, "rows", "budgets-status", &columns).await
 }
 
 /// `GET /v1/budget-check?<dimension>=<value>…`: the budgets a call with these attributes would

@@ -1,25 +1,29 @@
 //! `GET /api/v1/tasks`: cost per successful task and its parts, grouped like `/api/v1/costs`.
 
 use axum::extract::{RawQuery, State};
-use axum::{Extension, Json};
+use axum::response::Response;
+use axum::Extension;
 use chrono::Utc;
 
-use crate::analytics::params::pairs;
 use crate::analytics::tasks::{self, TaskQuery};
+use crate::analytics::Tabular;
 use crate::keys::Principal;
+use crate::web::format;
 use crate::web::{auth, AppState, Error};
 
 pub async fn tasks(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     RawQuery(query): RawQuery,
-) -> Result<Json<serde_json::Value>, Error> {
+) -> Result<Response, Error> {
+    let (fmt, pairs) = format::split(query.as_deref())?;
     let mut q = TaskQuery::parse(
-        &pairs(query.as_deref()),
+        &pairs,
         state.config.analytics.open_task_timeout.0,
         Utc::now(),
     )?;
     auth::scope(&principal, &mut q.common.filters)?;
     let answer = tasks::query(&state.store, q).await?;
-    Ok(Json(answer.to_json()))
+    let columns = answer.table().columns;
+    format::respond(fmt, answer.to_json(), "rows", "tasks", &columns).await
 }

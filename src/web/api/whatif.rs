@@ -2,18 +2,20 @@
 //! `model=A&as_model=B`) or under a mapping and custom price list (POST body).
 
 use axum::extract::{RawQuery, State};
-use axum::{Extension, Json};
+use axum::response::Response;
+use axum::Extension;
 
-use crate::analytics::params::pairs;
 use crate::analytics::whatif::{self, ScenarioBody, WhatIfQuery};
+use crate::analytics::Tabular;
 use crate::keys::Principal;
+use crate::web::format;
 use crate::web::{auth, extract, AppState, Error};
 
 pub async fn get(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     RawQuery(query): RawQuery,
-) -> Result<Json<serde_json::Value>, Error> {
+) -> Result<Response, Error> {
     answer(state, principal, query, None).await
 }
 
@@ -22,7 +24,7 @@ pub async fn post(
     Extension(principal): Extension<Principal>,
     RawQuery(query): RawQuery,
     extract::Json(body): extract::Json<ScenarioBody>,
-) -> Result<Json<serde_json::Value>, Error> {
+) -> Result<Response, Error> {
     answer(state, principal, query, Some(body)).await
 }
 
@@ -31,10 +33,12 @@ async fn answer(
     principal: Principal,
     query: Option<String>,
     body: Option<ScenarioBody>,
-) -> Result<Json<serde_json::Value>, Error> {
-    let mut q = WhatIfQuery::parse(&pairs(query.as_deref()), body)?;
+) -> Result<Response, Error> {
+    let (fmt, pairs) = format::split(query.as_deref())?;
+    let mut q = WhatIfQuery::parse(&pairs, body)?;
     auth::scope(&principal, &mut q.common.filters)?;
     let scenario = q.pricer(&state.pricer, &state.config.pricing)?;
     let answer = whatif::query(&state.store, state.pricer.clone(), scenario, q).await?;
-    Ok(Json(answer.to_json()))
+    let columns = answer.table().columns;
+    format::respond(fmt, answer.to_json(), "rows", "whatif", &columns).await
 }
