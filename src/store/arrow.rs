@@ -46,9 +46,15 @@ fn decimal_builder(n: usize) -> Decimal128Builder {
 /// Mantissa of `value` at the stored scale. Values are rounded to that scale at ingest, so
 /// rescaling never loses a digit here.
 fn scaled(value: Decimal) -> i128 {
+    stored_decimal(value).mantissa()
+}
+
+/// A decimal as the events table stores it (rescaled to the money scale), so that sums made
+/// outside SQL (the rollups') equal sums over the stored column.
+pub(super) fn stored_decimal(value: Decimal) -> Decimal {
     let mut v = value;
     v.rescale(COST_SCALE);
-    v.mantissa()
+    v
 }
 
 fn push_decimal(b: &mut Decimal128Builder, v: Option<Decimal>) {

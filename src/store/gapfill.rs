@@ -119,31 +119,45 @@ pub(super) fn fill_gaps(
         .iter()
         .map(|c| format!("(events.{c} IS NULL AND m.{c} IS NOT NULL)"))
         .collect();
+    // The stored copies and what their duplicates bring, with the copies' times: the hours
+    // whose rollups the update changes.
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE gapfill_m AS
+         SELECT rid, max(ets) AS ets, {agg}, max(g.tags) AS tags
+         FROM (
+             SELECT e.rowid AS rid, e.ts AS ets, g.* FROM events e
+             JOIN gapfill_src g ON e.idem_key = g.k AND e.project = g.project
+             WHERE e.ts BETWEEN CAST(g.lo AS TIMESTAMPTZ) AND CAST(g.hi AS TIMESTAMPTZ)
+             UNION ALL
+             SELECT e.rowid AS rid, e.ts AS ets, g.* FROM events e
+             JOIN gapfill_src g ON coalesce(e.provider, '') = g.p AND e.request_id = g.r
+                               AND e.project = g.project
+             WHERE e.ts BETWEEN CAST(g.lo AS TIMESTAMPTZ) AND CAST(g.hi AS TIMESTAMPTZ)
+         ) g
+         GROUP BY rid",
+        agg = agg.join(", "),
+    ))?;
     let sql = format!(
         "UPDATE events SET {set},
              tags = CASE WHEN len(events.tags) = 0 AND m.tags IS NOT NULL
                          THEN string_split(m.tags, chr(31)) ELSE events.tags END
-         FROM (
-             SELECT rid, {agg}, max(g.tags) AS tags
-             FROM (
-                 SELECT e.rowid AS rid, g.* FROM events e
-                 JOIN gapfill_src g ON e.idem_key = g.k AND e.project = g.project
-                 WHERE e.ts BETWEEN CAST(g.lo AS TIMESTAMPTZ) AND CAST(g.hi AS TIMESTAMPTZ)
-                 UNION ALL
-                 SELECT e.rowid AS rid, g.* FROM events e
-                 JOIN gapfill_src g ON coalesce(e.provider, '') = g.p AND e.request_id = g.r
-                                   AND e.project = g.project
-                 WHERE e.ts BETWEEN CAST(g.lo AS TIMESTAMPTZ) AND CAST(g.hi AS TIMESTAMPTZ)
-             ) g
-             GROUP BY rid
-         ) m
+         FROM gapfill_m m
          WHERE events.rowid = m.rid
            AND ({gaps} OR (len(events.tags) = 0 AND m.tags IS NOT NULL))",
         set = set.join(", "),
-        agg = agg.join(", "),
         gaps = gaps.join(" OR "),
     );
-    Ok(conn.execute(&sql, [])?)
+    let updated = conn.execute(&sql, [])?;
+    if updated > 0 {
+        // A filled feature or user moves the event's sums to another rollup key.
+        let micros = {
+            let mut stmt = conn.prepare("SELECT DISTINCT epoch_us(ets) FROM gapfill_m")?;
+            let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
+            rows.collect::<Result<Vec<i64>, _>>()?
+        };
+        super::rollup::rebuild_hours(conn, &super::rollup::hours_of(micros))?;
+    }
+    Ok(updated)
 }
 
 /// True when a duplicate has at least one value that could fill a gap.

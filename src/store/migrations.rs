@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "budgets",
         include_str!("../../schemas/migrations/0006_budgets.sql"),
     ),
+    (
+        7,
+        "rollups",
+        include_str!("../../schemas/migrations/0007_rollups.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest schema.

@@ -11,6 +11,7 @@ pub mod migrations;
 pub mod queries;
 pub mod reader;
 pub mod recovery;
+pub mod rollup;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -60,10 +61,13 @@ impl Store {
         cfg: &StorageConfig,
         hooks: Vec<Arc<dyn CommitHook>>,
     ) -> anyhow::Result<Store> {
-        let hooks: Vec<Arc<dyn CommitHook>> =
-            std::iter::once(Arc::new(queries::outcomes::EventOutcomes) as Arc<dyn CommitHook>)
-                .chain(hooks)
-                .collect();
+        let hooks: Vec<Arc<dyn CommitHook>> = [
+            Arc::new(queries::outcomes::EventOutcomes) as Arc<dyn CommitHook>,
+            Arc::new(rollup::Rollups::default()),
+        ]
+        .into_iter()
+        .chain(hooks)
+        .collect();
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         let path = data_dir.join("tally.duckdb");
@@ -87,6 +91,7 @@ impl Store {
             Err(e) => return Err(e),
         };
         migrations::apply(&conn).context("database migration failed")?;
+        rollup::ensure_built(&conn).context("cannot build the hourly rollups")?;
         let writer_conn = conn
             .try_clone()
             .context("cannot open the writer connection")?;

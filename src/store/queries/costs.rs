@@ -12,7 +12,7 @@ use duckdb::Connection;
 use super::{decimal, from_micros, where_clause, Sql};
 use crate::analytics::costs::{CostQuery, CostRow, Measures, MEASURES};
 use crate::domain::dimension::Dimension;
-use crate::store::StoreError;
+use crate::store::{rollup, StoreError};
 
 /// Aggregates over the (possibly tag-unnested, bucketed) events relation `e`.
 const AGGREGATES: &str = "
@@ -42,6 +42,41 @@ const OUTPUTS: &str = "
     coalesce(m_reasoning_tokens, 0)::BIGINT,
     m_unpriced_requests::BIGINT";
 
+/// The same aggregates over a rollup's partial sums (see `store::rollup`).
+const ROLLUP_AGGREGATES: &str = "
+    sum(cost) AS m_cost,
+    sum(reported_cost) AS m_reported_cost,
+    sum(computed_cost) AS m_computed_cost,
+    coalesce(sum(requests), 0) AS m_requests,
+    coalesce(sum(errors), 0) AS m_errors,
+    sum(input_tokens) AS m_input_tokens,
+    sum(output_tokens) AS m_output_tokens,
+    sum(cache_read_tokens) AS m_cache_read_tokens,
+    sum(cache_write_tokens) AS m_cache_write_tokens,
+    sum(reasoning_tokens) AS m_reasoning_tokens,
+    coalesce(sum(unpriced_requests), 0) AS m_unpriced_requests";
+
+/// Where an answer is computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A rollup when one can answer, else the events.
+    Auto,
+    /// Always the events (the reference the rollups are tested against).
+    Events,
+}
+
+/// The rollup table `source` allows for this question, if any.
+fn rollup_for(
+    source: Source,
+    q: &CostQuery,
+    buckets: &[DateTime<Utc>],
+) -> Option<&'static rollup::Rollup> {
+    match source {
+        Source::Auto => rollup::choose(&q.common, buckets),
+        Source::Events => None,
+    }
+}
+
 /// Columns the aggregates read.
 const MEASURE_COLUMNS: &str = "ts, cost, reported_cost, currency, computed_cost, status, cost_source, input_uncached, \
     cache_read, cache_write_5m, cache_write_1h, audio_in, image_in, output, audio_out, image_out, reasoning";
@@ -52,7 +87,18 @@ pub fn grouped(
     q: &CostQuery,
     buckets: &[DateTime<Utc>],
 ) -> Result<Vec<CostRow>, StoreError> {
+    grouped_from(conn, q, buckets, Source::Auto)
+}
+
+/// [`grouped`], from the given source.
+pub fn grouped_from(
+    conn: &Connection,
+    q: &CostQuery,
+    buckets: &[DateTime<Utc>],
+    source: Source,
+) -> Result<Vec<CostRow>, StoreError> {
     let c = &q.common;
+    let rollup = rollup_for(source, q, buckets);
     let mut sql = Sql::default();
     sql.push("SELECT ");
     for dim in &c.group_by {
@@ -71,9 +117,16 @@ pub fn grouped(
     if !buckets.is_empty() {
         sql.push("bucket, ");
     }
-    sql.push(AGGREGATES)
-        .push(" FROM (SELECT ")
-        .push(MEASURE_COLUMNS);
+    match rollup {
+        Some(_) => sql
+            .push(ROLLUP_AGGREGATES)
+            .push(" FROM (SELECT ts, ")
+            .push(rollup::MEASURES),
+        None => sql
+            .push(AGGREGATES)
+            .push(" FROM (SELECT ")
+            .push(MEASURE_COLUMNS),
+    };
     for dim in &c.group_by {
         if *dim == Dimension::Tag {
             sql.push(", unnest(CASE WHEN len(tags) = 0 THEN [NULL::VARCHAR] ELSE tags END) AS tag");
@@ -81,7 +134,8 @@ pub fn grouped(
             sql.push(", ").push(dim.column());
         }
     }
-    sql.push(" FROM events");
+    sql.push(" FROM ")
+        .push(rollup.map_or("events", |r| r.table));
     where_clause(&mut sql, &c.range, &c.filters);
     sql.push(") e");
     if !buckets.is_empty() {
@@ -144,12 +198,23 @@ pub fn grouped(
 
 /// Totals over everything the filters match, each event once.
 pub fn total(conn: &Connection, q: &CostQuery) -> Result<Measures, StoreError> {
+    total_from(conn, q, Source::Auto)
+}
+
+/// [`total`], from the given source.
+pub fn total_from(
+    conn: &Connection,
+    q: &CostQuery,
+    source: Source,
+) -> Result<Measures, StoreError> {
+    let rollup = rollup_for(source, q, &[]);
     let mut sql = Sql::default();
     sql.push("SELECT ")
         .push(OUTPUTS)
         .push(" FROM (SELECT ")
-        .push(AGGREGATES)
-        .push(" FROM events");
+        .push(rollup.map_or(AGGREGATES, |_| ROLLUP_AGGREGATES))
+        .push(" FROM ")
+        .push(rollup.map_or("events", |r| r.table));
     where_clause(&mut sql, &q.common.range, &q.common.filters);
     sql.push(")");
     let mut stmt = conn.prepare(&sql.text)?;

@@ -55,6 +55,15 @@ pub fn update(conn: &Connection, updates: &[Update]) -> Result<usize, StoreError
         }
         app.flush()?;
     }
+    // Re-priced costs change the rollups' sums of the hours they fall in.
+    let micros = {
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT epoch_us(e.ts) // 3600000000 * 3600000000
+             FROM events e JOIN reprice_updates u ON e.rowid = u.rid",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
+        rows.collect::<Result<Vec<i64>, _>>()?
+    };
     let n = conn.execute(
         "UPDATE events SET computed_cost = u.computed_cost, custom_cost = u.custom_cost,
              cost = u.cost, cost_source = u.cost_source, price_id = u.price_id,
@@ -63,5 +72,6 @@ pub fn update(conn: &Connection, updates: &[Update]) -> Result<usize, StoreError
         [],
     )?;
     conn.execute_batch("DELETE FROM reprice_updates")?;
+    crate::store::rollup::rebuild_hours(conn, &crate::store::rollup::hours_of(micros))?;
     Ok(n)
 }

@@ -1,0 +1,503 @@
+//! Hourly rollups: the costs measures pre-summed per UTC hour over the common dimensions.
+//!
+//! Dashboards ask the same few questions (total, daily series, top features, users, models)
+//! over months of events; summing a few thousand rollup rows instead of millions of events is
+//! what keeps them instant. The rollups are maintained in the same transaction as the events
+//! that change them, so a reader never sees one without the other:
+//!
+//! - **appends** (the common case): the writer's commit hook sums the commit's fresh events in
+//!   Rust, by hour and key, and appends those partial rows. Duplicates never reach the hook
+//!   (de-duplication ran first), and a late event simply adds to its own, older hour.
+//! - **updates** (gap-fill from a duplicate, re-pricing): the touched hours are rebuilt from
+//!   the events, which is exact whatever the update changed.
+//! - **compaction**: partial rows of the hours touched since the last compaction are merged
+//!   once enough have accumulated, so each hour keeps about one row per key.
+//!
+//! Every reader sums, so partial rows are never wrong, only less compact. A question can use a
+//! rollup when all its group keys and filters are rollup dimensions and its range and buckets
+//! fall on whole hours (true for UTC and whole-hour zones; a `+05:30` day is answered from the
+//! events). `store::queries::costs` makes that choice; a test checks that both paths give the
+//! same answer for every group-by on the demo data.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use duckdb::types::Value;
+use duckdb::Connection;
+use rust_decimal::Decimal;
+
+use super::arrow::{stored_decimal, ts_string};
+use super::{CommitHook, StoreError};
+use crate::analytics::params::Common;
+use crate::domain::dimension::Dimension;
+use crate::domain::event::PricedEvent;
+
+/// One rollup table and the dimensions it keeps.
+#[derive(Debug)]
+pub struct Rollup {
+    pub table: &'static str,
+    pub dims: &'static [Dimension],
+}
+
+/// The rollups, smallest first: a question uses the first that has all its dimensions.
+pub const ROLLUPS: &[Rollup] = &[
+    Rollup {
+        table: "rollup_hourly",
+        dims: &[
+            Dimension::Project,
+            Dimension::Provider,
+            Dimension::Model,
+            Dimension::Route,
+            Dimension::Feature,
+            Dimension::Agent,
+            Dimension::TeamId,
+            Dimension::ApiKeyId,
+            Dimension::Operation,
+            Dimension::ServiceTier,
+            Dimension::Status,
+            Dimension::CostSource,
+            Dimension::ErrorType,
+        ],
+    },
+    Rollup {
+        table: "rollup_hourly_people",
+        dims: &[Dimension::Project, Dimension::UserId, Dimension::CustomerId],
+    },
+];
+
+/// The measure columns of every rollup, in table order.
+pub const MEASURES: &str = "cost, reported_cost, computed_cost, requests, errors, input_tokens, \
+    output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, unpriced_requests";
+
+/// The measures as sums over events (what a rollup row holds), for building from the events.
+const FROM_EVENTS: &[&str] = &[
+    "sum(cost)",
+    "sum(reported_cost) FILTER (WHERE currency = 'USD')",
+    "sum(computed_cost)",
+    "count(*)",
+    "count(*) FILTER (WHERE status = 'error')",
+    "coalesce(sum(input_uncached + cache_read + cache_write_5m + cache_write_1h + audio_in + image_in), 0)",
+    "coalesce(sum(output + audio_out + image_out), 0)",
+    "coalesce(sum(cache_read), 0)",
+    "coalesce(sum(cache_write_5m + cache_write_1h), 0)",
+    "coalesce(sum(reasoning), 0)",
+    "count(*) FILTER (WHERE cost_source = 'unpriced')",
+];
+
+/// The start of a UTC hour, from a TIMESTAMPTZ column, without ICU (see docs on time zones).
+const HOUR_OF_TS: &str = "to_timestamp((epoch_us(ts) // 3600000000) * 3600)";
+
+const HOUR_US: i64 = 3_600_000_000;
+
+/// Merge partial rows once this many were appended since the last compaction.
+const COMPACT_AFTER_ROWS: usize = 50_000;
+
+/// The rollup that can answer a question over these group keys and filters, with this range
+/// and these bucket starts; `None` when only the events can.
+pub fn choose(common: &Common, buckets: &[DateTime<Utc>]) -> Option<&'static Rollup> {
+    let on_hour = |t: &DateTime<Utc>| t.timestamp_micros().rem_euclid(HOUR_US) == 0;
+    let range = &common.range;
+    if !range.from.iter().chain(range.to.iter()).all(on_hour) || !buckets.iter().all(on_hour) {
+        return None;
+    }
+    let dims: Vec<Dimension> = common
+        .group_by
+        .iter()
+        .copied()
+        .chain(common.filters.iter().map(|f| f.dim))
+        .collect();
+    ROLLUPS
+        .iter()
+        .find(|r| dims.iter().all(|d| r.dims.contains(d)))
+}
+
+/// Sums of one key in one hour, as a rollup row holds them.
+#[derive(Debug, Default, Clone)]
+struct Sums {
+    cost: Option<Decimal>,
+    reported_cost: Option<Decimal>,
+    computed_cost: Option<Decimal>,
+    counts: [i64; 8],
+}
+
+fn add(slot: &mut Option<Decimal>, v: Option<Decimal>) {
+    if let Some(v) = v {
+        *slot = Some(slot.unwrap_or_default() + stored_decimal(v));
+    }
+}
+
+impl Sums {
+    fn add(&mut self, p: &PricedEvent) {
+        let e = &p.event;
+        let t = &e.tokens;
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        add(&mut self.cost, p.cost);
+        if e.currency.as_deref() == Some("USD") {
+            add(&mut self.reported_cost, e.reported_cost);
+        }
+        add(&mut self.computed_cost, p.computed_cost);
+        let counts = [
+            1,
+            i64::from(e.status.as_str() == "error"),
+            [
+                t.input_uncached,
+                t.cache_read,
+                t.cache_write_5m,
+                t.cache_write_1h,
+                t.audio_in,
+                t.image_in,
+            ]
+            .into_iter()
+            .map(n)
+            .fold(0i64, i64::saturating_add),
+            [t.output, t.audio_out, t.image_out]
+                .into_iter()
+                .map(n)
+                .fold(0i64, i64::saturating_add),
+            n(t.cache_read),
+            n(t.cache_write_5m).saturating_add(n(t.cache_write_1h)),
+            n(t.reasoning),
+            i64::from(p.cost_source.as_str() == "unpriced"),
+        ];
+        for (slot, c) in self.counts.iter_mut().zip(counts) {
+            *slot = slot.saturating_add(c);
+        }
+    }
+}
+
+/// The commit hook that keeps the rollups: see the module documentation.
+#[derive(Default)]
+pub struct Rollups {
+    /// Hours (UTC, in hours since the epoch) with partial rows since the last compaction, and
+    /// how many partial rows were appended meanwhile. Only the writer thread touches it.
+    pending: Mutex<(HashSet<i64>, usize)>,
+}
+
+impl CommitHook for Rollups {
+    fn after_append(&self, conn: &Connection, fresh: &[&PricedEvent]) -> Result<(), StoreError> {
+        let mut appended = 0;
+        let mut hours = HashSet::new();
+        for rollup in ROLLUPS {
+            let mut groups: HashMap<(i64, Vec<Option<&str>>), Sums> = HashMap::new();
+            for p in fresh {
+                let hour = p.event.ts.timestamp_micros().div_euclid(HOUR_US);
+                let key: Vec<Option<&str>> = rollup
+                    .dims
+                    .iter()
+                    .map(|d| crate::budgets::model::values(p, *d).first().copied())
+                    .collect();
+                groups.entry((hour, key)).or_default().add(p);
+            }
+            let mut app = conn.appender(rollup.table)?;
+            for ((hour, key), s) in &groups {
+                let ts = DateTime::<Utc>::from_timestamp_micros(hour * HOUR_US)
+                    .map(ts_string)
+                    .ok_or_else(|| StoreError::Other(format!("hour {hour} out of range")))?;
+                let mut row: Vec<Value> = Vec::with_capacity(1 + key.len() + 11);
+                row.push(Value::Text(ts));
+                row.extend(
+                    key.iter()
+                        .map(|k| k.map_or(Value::Null, |v| Value::Text(v.to_string()))),
+                );
+                for money in [s.cost, s.reported_cost, s.computed_cost] {
+                    // Text into a DECIMAL column: DuckDB parses it exactly.
+                    row.push(money.map_or(Value::Null, |d| Value::Text(d.to_string())));
+                }
+                row.extend(s.counts.iter().map(|c| Value::BigInt(*c)));
+                let params: Vec<&dyn duckdb::ToSql> =
+                    row.iter().map(|v| v as &dyn duckdb::ToSql).collect();
+                app.append_row(params.as_slice())?;
+                hours.insert(*hour);
+            }
+            app.flush()?;
+            appended += groups.len();
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.0.extend(hours);
+        pending.1 += appended;
+        if pending.1 >= COMPACT_AFTER_ROWS {
+            let hours: Vec<i64> = pending.0.iter().copied().collect();
+            compact(conn, &hours)?;
+            pending.0.clear();
+            pending.1 = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Fills the scratch table of hours that compaction and rebuilds work on.
+fn stage_hours(conn: &Connection, hours: &[i64]) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS rollup_hours (h TIMESTAMPTZ NOT NULL);
+         DELETE FROM rollup_hours;",
+    )?;
+    let mut app = conn.appender("rollup_hours")?;
+    for h in hours {
+        if let Some(ts) = DateTime::<Utc>::from_timestamp_micros(h * HOUR_US) {
+            app.append_row([ts_string(ts)])?;
+        }
+    }
+    app.flush()?;
+    Ok(())
+}
+
+/// Merges the partial rows of these hours into one row per key; keys whose requests cancel
+/// out (all moved elsewhere by a rebuild) disappear.
+pub fn compact(conn: &Connection, hours: &[i64]) -> Result<(), StoreError> {
+    if hours.is_empty() {
+        return Ok(());
+    }
+    stage_hours(conn, hours)?;
+    for r in ROLLUPS {
+        let dims: Vec<&str> = r.dims.iter().map(|d| d.column()).collect();
+        let sums: Vec<String> = MEASURES.split(", ").map(|m| format!("sum({m})")).collect();
+        conn.execute_batch(&format!(
+            "CREATE OR REPLACE TEMP TABLE rollup_merged AS
+                 SELECT ts, {dims}, {sums} FROM {table}
+                 WHERE ts IN (SELECT h FROM rollup_hours)
+                 GROUP BY ALL HAVING sum(requests) <> 0;
+             DELETE FROM {table} WHERE ts IN (SELECT h FROM rollup_hours);
+             INSERT INTO {table} SELECT * FROM rollup_merged;
+             DROP TABLE rollup_merged;",
+            dims = dims.join(", "),
+            sums = sums.join(", "),
+            table = r.table,
+        ))?;
+    }
+    Ok(())
+}
+
+/// Recomputes these hours of every rollup from the events: after an update changed stored
+/// events in place.
+pub fn rebuild_hours(conn: &Connection, hours: &[i64]) -> Result<(), StoreError> {
+    let (Some(lo), Some(hi)) = (hours.iter().min(), hours.iter().max()) else {
+        return Ok(());
+    };
+    stage_hours(conn, hours)?;
+    let bound = |h: i64| {
+        DateTime::<Utc>::from_timestamp_micros(h * HOUR_US)
+            .map(ts_string)
+            .ok_or_else(|| StoreError::Other(format!("hour {h} out of range")))
+    };
+    // The range lets DuckDB skip row groups by their min/max timestamps; the hour list then
+    // picks exactly the touched hours inside it.
+    let filter = format!(
+        "ts >= CAST('{}' AS TIMESTAMPTZ) AND ts < CAST('{}' AS TIMESTAMPTZ) \
+         AND {HOUR_OF_TS} IN (SELECT h FROM rollup_hours)",
+        bound(*lo)?,
+        bound(hi + 1)?
+    );
+    for r in ROLLUPS {
+        conn.execute_batch(&format!(
+            "DELETE FROM {table} WHERE ts IN (SELECT h FROM rollup_hours);
+             {insert}",
+            table = r.table,
+            insert = insert_from_events(r, &filter),
+        ))?;
+    }
+    Ok(())
+}
+
+/// `INSERT INTO <rollup> SELECT <sums> FROM events WHERE <filter> GROUP BY hour and keys`.
+fn insert_from_events(r: &Rollup, filter: &str) -> String {
+    let dims: Vec<&str> = r.dims.iter().map(|d| d.column()).collect();
+    format!(
+        "INSERT INTO {table} SELECT {HOUR_OF_TS} AS hour, {dims}, {sums}
+         FROM events WHERE {filter} GROUP BY ALL;",
+        table = r.table,
+        dims = dims.join(", "),
+        sums = FROM_EVENTS.join(", "),
+    )
+}
+
+/// Builds the rollups from every stored event, once: on the first start after the migration
+/// that added them (a database from before keeps its history answerable from rollups too).
+pub fn ensure_built(conn: &Connection) -> Result<(), StoreError> {
+    let built: bool = conn
+        .query_row("SELECT bool_and(built) FROM rollup_state", [], |r| {
+            r.get::<_, Option<bool>>(0)
+        })?
+        .unwrap_or(false);
+    if built {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let result = (|| -> Result<(), StoreError> {
+        for r in ROLLUPS {
+            conn.execute_batch(&format!(
+                "DELETE FROM {};\n{}",
+                r.table,
+                insert_from_events(r, "TRUE")
+            ))?;
+        }
+        conn.execute_batch("UPDATE rollup_state SET built = true")?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "built the hourly rollups from the stored events"
+    );
+    Ok(())
+}
+
+/// Hours (since the epoch) of the given timestamps in microseconds, for [`rebuild_hours`].
+pub fn hours_of(micros: impl IntoIterator<Item = i64>) -> Vec<i64> {
+    let set: HashSet<i64> = micros
+        .into_iter()
+        .map(|us| us.div_euclid(HOUR_US))
+        .collect();
+    set.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::costs::{CostQuery, CostRow, MAX_BUCKETS};
+    use crate::analytics::params::pairs;
+    use crate::analytics::time::{self, Interval};
+    use crate::store::queries::costs::{self as sql, Source};
+    use crate::store::Store;
+
+    /// Every answer of both paths, rows compared field by field (money numerically).
+    fn same(a: &[CostRow], b: &[CostRow], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: row counts");
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(x.keys, y.keys, "{what}");
+            assert_eq!(x.bucket, y.bucket, "{what}");
+            assert_eq!(x.measures, y.measures, "{what}: {:?}", x.keys);
+        }
+    }
+
+    /// Asks `query` of the events and of the rollups; returns whether a rollup answered.
+    async fn compare(store: &Store, query: &str) -> bool {
+        let (q, _) = CostQuery::parse(&pairs(Some(query)), &[]).unwrap();
+        let c = &q.common;
+        let buckets = if c.interval == Interval::None {
+            Vec::new()
+        } else {
+            let (lo, hi) = store.read(sql::span).await.unwrap();
+            let (from, to) = (
+                c.range.from.or(lo).unwrap(),
+                c.range
+                    .to
+                    .or(hi.map(|h| h + chrono::Duration::hours(1)))
+                    .unwrap(),
+            );
+            time::bucket_starts(from, to, c.interval, c.tz, MAX_BUCKETS).unwrap()
+        };
+        let used = choose(c, &buckets).is_some();
+        let what = query.to_string();
+        store
+            .read(move |conn| {
+                let raw = sql::grouped_from(conn, &q, &buckets, Source::Events)?;
+                let rolled = sql::grouped_from(conn, &q, &buckets, Source::Auto)?;
+                assert!(!raw.is_empty(), "{what}: the demo has rows");
+                same(&rolled, &raw, &what);
+                let raw = sql::total_from(conn, &q, Source::Events)?;
+                let rolled = sql::total_from(conn, &q, Source::Auto)?;
+                assert_eq!(rolled, raw, "{what}: total");
+                Ok(())
+            })
+            .await
+            .unwrap();
+        used
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rollups_answer_like_the_events_for_every_group_by_on_demo_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Default::default()).unwrap();
+        let pricer = crate::pricing::Pricer::builtin(&Default::default()).unwrap();
+        let cfg = crate::demo::DemoConfig {
+            days: 20,
+            ..crate::demo::DemoConfig::default()
+        };
+        crate::demo::load::load(&store, &pricer, &cfg)
+            .await
+            .unwrap();
+
+        for round in ["as appended", "after compaction"] {
+            for dim in Dimension::ALL {
+                let eligible = ROLLUPS.iter().any(|r| r.dims.contains(&dim));
+                for interval in ["none", "day"] {
+                    let query = format!("group_by={}&interval={interval}&limit=100000", dim.name());
+                    let used = compare(&store, &query).await;
+                    assert_eq!(used, eligible, "{round}: {query}");
+                }
+            }
+            // Hourly buckets, a zone with whole-hour offsets (rollups) and one with a half
+            // hour (events), hour-aligned and unaligned ranges, filters, two-key groups.
+            for (query, rollup) in [
+                ("group_by=feature&interval=hour&limit=100000", true),
+                ("group_by=model&interval=day&tz=America/New_York", true),
+                ("group_by=model&interval=day&tz=Asia/Kolkata", false),
+                ("group_by=provider,model&feature=support-chat,ticket-triage&status=error,success", true),
+                ("group_by=user_id,customer_id&interval=week", true),
+                ("group_by=feature,user_id", false),
+                ("group_by=feature&from=2020-01-01T00:30:00Z", false),
+                ("group_by=customer_id&feature=support-chat", false),
+                ("group_by=model&session_id=", false),
+            ] {
+                assert_eq!(compare(&store, query).await, rollup, "{round}: {query}");
+            }
+            // Merge every hour's partial rows and ask again.
+            let hours = store
+                .read(|conn| {
+                    let mut stmt = conn
+                        .prepare("SELECT DISTINCT epoch_us(ts) // 3600000000 FROM rollup_hourly")?;
+                    let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
+                    Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+                })
+                .await
+                .unwrap();
+            store
+                .writer()
+                .exec(move |conn| compact(conn, &hours))
+                .await
+                .unwrap();
+        }
+        let (events, rolled): (i64, i64) = store
+            .read(|conn| {
+                Ok(conn.query_row(
+                    "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM rollup_hourly)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert!(
+            rolled * 5 < events,
+            "compacted: {rolled} rollup rows for {events} events"
+        );
+    }
+
+    #[test]
+    fn choice_needs_whole_hours_and_rollup_dimensions() {
+        let q = |s: &str| CostQuery::parse(&pairs(Some(s)), &[]).unwrap().0.common;
+        let hour = |h: u32| chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 1, h, 0, 0).unwrap();
+        assert_eq!(
+            choose(&q("group_by=feature"), &[]).unwrap().table,
+            "rollup_hourly"
+        );
+        assert_eq!(
+            choose(&q("group_by=user_id"), &[]).unwrap().table,
+            "rollup_hourly_people"
+        );
+        assert!(choose(&q("group_by=tag"), &[]).is_none());
+        assert!(choose(&q("group_by=feature&user_id=u1"), &[]).is_none());
+        assert!(choose(&q("from=2026-11-01T00:00:01Z"), &[]).is_none());
+        assert!(choose(&q("from=2026-11-01T05:00:00Z"), &[hour(5), hour(6)]).is_some());
+        let half = hour(5) + chrono::Duration::minutes(30);
+        assert!(choose(&q(""), &[hour(5), half]).is_none());
+    }
+}
