@@ -110,10 +110,7 @@ pub fn relation(
         .push(&key_e)
         .push(
             " AS uk, e.ts, e.received_at, e.idem_key, e.request_id, e.span_id, e.retry_of, \
-             e.fallback_from, e.status, e.cost, e.latency_ms, e.user_id, e.team_id, e.api_key_id, \
-             e.customer_id, e.feature, e.tags, e.model, e.provider, e.route, e.agent, \
-             e.cost_source, e.task_id, e.run_id, e.trace_id, e.operation, e.service_tier, \
-             e.error_type, e.session_id, \
+             e.fallback_from, e.status, e.cost, e.latency_ms, e.agent, \
              e.input_uncached + e.cache_read + e.cache_write_5m + e.cache_write_1h + e.audio_in + e.image_in AS input_tokens, \
              e.output + e.audio_out + e.image_out AS output_tokens \
              FROM events e",
@@ -146,16 +143,8 @@ pub fn relation(
              SELECT te.rid FROM te JOIN refs ON refs.project = te.project AND refs.uk = te.uk AND refs.r = te.idem_key \
              UNION SELECT te.rid FROM te JOIN refs ON refs.project = te.project AND refs.uk = te.uk AND refs.r = te.request_id \
              UNION SELECT te.rid FROM te JOIN refs ON refs.project = te.project AND refs.uk = te.uk AND refs.r = te.span_id), \
-         agg AS (SELECT te.project, te.uk, arg_min({",
-    );
-    for (i, c) in FIRST_COLUMNS.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push("'").push(c).push("': te.").push(c);
-    }
-    sql.push(
-        "}, (te.ts, te.received_at, te.idem_key, te.request_id, te.span_id)) AS f, \
+         agg AS (SELECT te.project, te.uk, \
+         arg_min(te.rid, (te.ts, te.received_at, te.idem_key, te.request_id, te.span_id)) AS frid, \
          min(te.ts) AS first_ts, arg_min(te.agent, te.ts) AS any_agent, max(te.ts) AS last_ts, \
          max(epoch_us(te.ts) + coalesce(te.latency_ms, 0)::BIGINT * 1000) AS ended_us, \
          count(*) AS calls, \
@@ -177,7 +166,9 @@ pub fn relation(
         " QUALIFY row_number() OVER (PARTITION BY project, task_id ORDER BY ts DESC, seq DESC) = 1) \
          SELECT a.first_ts AS ts, a.last_ts, a.ended_us, a.project AS project",
     );
-    let f = |c: &str| format!("struct_extract(a.f, '{c}')");
+    // The first call's columns are read back by its row id: far cheaper than carrying twenty
+    // columns through the aggregate as a struct (measured 385 ms → 75 ms on the demo data).
+    let f = |c: &str| format!("fe.{c}");
     for c in FIRST_COLUMNS {
         let expr = match (c, unit) {
             ("received_at", _) => continue,
@@ -202,7 +193,8 @@ pub fn relation(
     .bind_ts(open_cutoff)
     .push(
         " THEN 'open' ELSE 'unknown' END AS state, oc.value, oc.rework_cost \
-         FROM agg a LEFT JOIN oc ON oc.project = a.project AND oc.ok = ",
+         FROM agg a JOIN events fe ON fe.rowid = a.frid \
+         LEFT JOIN oc ON oc.project = a.project AND oc.ok = ",
     );
     match unit {
         Unit::Task => sql.push("a.uk"),
