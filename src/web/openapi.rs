@@ -1532,9 +1532,10 @@ fn parameters() -> Map<String, Value> {
         query(
             "format",
             json!({"type": "string", "enum": ["json", "csv", "parquet"], "default": "json"}),
-            "json (default), or the answer's row list as a file: csv (text/csv) or parquet \
-             (application/vnd.apache.parquet), one column per field of the rows, every value \
-             the JSON answer's own text (money stays exact)",
+            "json (default), or the answer's row list as a file (Content-Disposition: \
+             attachment; filename=tally-<name>.csv|parquet): csv (text/csv) or parquet \
+             (application/vnd.apache.parquet), one column per field of the rows, made from the \
+             JSON answer itself so the three formats carry the same numbers",
             json!("csv"),
         ),
     );
@@ -1860,7 +1861,10 @@ struct Op {
     params: Vec<Value>,
     body: Option<Value>,
     responses: Map<String, Value>,
+    /// The JSON answer's row list that `format=csv|parquet` exports.
     table: Option<&'static str>,
+    /// What the file's rows are, when not that list as it is.
+    file_rows: Option<&'static str>,
 }
 
 impl Op {
@@ -1884,6 +1888,7 @@ impl Op {
             body: None,
             responses: Map::new(),
             table: None,
+            file_rows: None,
         }
     }
 
@@ -1983,16 +1988,28 @@ impl Op {
         self
     }
 
+    /// Like [`Op::exports`], for an answer whose file is not its `key` rows as they are.
+    fn exports_as(mut self, key: &'static str, rows: &'static str) -> Op {
+        self.file_rows = Some(rows);
+        self.exports(key)
+    }
+
     fn finish(mut self) -> Value {
         if let Some(key) = self.table {
             let ok = self
                 .responses
                 .get_mut("200")
                 .unwrap_or_else(|| panic!("{} {} exports without a 200", self.method, self.path));
+            let rows = self
+                .file_rows
+                .map_or_else(|| format!("the JSON answer's `{key}` rows"), str::to_string);
             let file = format!(
-                "with format=csv or format=parquet: the JSON answer's `{key}` rows as a table, one \
-                 column per field (nested values as JSON text, null as an empty CSV field or a \
-                 Parquet NULL; Parquet columns are all text, so money stays exact)"
+                "with format=csv or format=parquet: {rows} as a table, one column per field, \
+                 every cell the JSON value's own text (money stays exact); nested values are \
+                 compact JSON text, null an empty CSV field or a Parquet NULL. Parquet columns \
+                 are typed: BIGINT for integers, DECIMAL(38, s) for decimal text (cast exactly, \
+                 never through a float), BOOLEAN, and VARCHAR for keys, ids and the rest. CSV \
+                 text cells a spreadsheet would run as a formula get a leading '."
             );
             ok["content"]["text/csv"] = json!({"schema": {"type": "string", "description": file}});
             ok["content"]["application/vnd.apache.parquet"] = json!({"schema": {"type": "string", "contentMediaType": "application/vnd.apache.parquet", "description": file}});
@@ -2806,7 +2823,12 @@ fn budget_endpoints() -> Vec<Op> {
                 ("note", string("budgets alert, they do not block calls")),
             ]))
             .errors(&[400, 404, 500])
-            .exports("budgets"),
+            .exports_as(
+                "budgets",
+                "one row per reading of every budget (a split value, or a run near its cap), \
+                 the budget's own fields beside it prefixed budget_ (a budget without readings \
+                 is one row of its fields)",
+            ),
         Op::new("get", "/api/v1/alerts", "alerts", "budgets", READ, "Alert history with deliveries and every attempt")
             .params([
                 project_param("only this project's alerts"),
