@@ -17,6 +17,7 @@ const ADMIN: &str = "bootstrap-admin-key-0123456789";
 const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("GET", "/healthz", "", "public"),
     ("GET", "/readyz", "", "public"),
+    ("GET", "/api/openapi.json", "", "public"),
     ("GET", "/metrics", "", "admin"),
     ("POST", "/v1/traces", r#"{"resourceSpans":[]}"#, "ingest"),
     ("POST", "/v1/ingest", r#"{"model":"gpt-4o"}"#, "ingest"),

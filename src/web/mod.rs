@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod format;
 pub mod health;
+pub mod openapi;
 pub mod pages;
 pub mod session;
 
@@ -140,6 +141,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        // Public: it describes the API, not data — the same facts the README publishes — and a
+        // client needs it before it has a key. Nothing in it depends on the caller or the store.
+        .route("/api/openapi.json", get(openapi::serve))
         .route("/static/tally.css", get(pages::stylesheet))
         .route("/static/tally.js", get(pages::script))
         .route("/static/favicon.svg", get(pages::favicon))
