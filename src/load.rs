@@ -9,9 +9,8 @@
 //! printed as a table and optionally written as JSON. Latencies are durations, not money, so
 //! they are floats here.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +21,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use crate::cli::LoadArgs;
+use crate::harness::{percentile, sorted, LoopbackServer};
 
 /// Query mix of the dashboard clients: what the overview and explore pages ask.
 const QUERIES: &[(&str, &str)] = &[
@@ -78,14 +78,6 @@ impl Results {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
 /// One gzip NDJSON body of `n` events with ids from `first`, timestamps spread over 30 days.
 fn body(rng: &mut StdRng, first: u64, n: usize, now: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
     let mut text = Vec::with_capacity(n * 260);
@@ -117,53 +109,6 @@ fn body(rng: &mut StdRng, first: u64, n: usize, now: chrono::DateTime<chrono::Ut
     gz.finish().expect("compressing to memory")
 }
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_server(data_dir: &Path, key: &str) -> anyhow::Result<Server> {
-    let exe = std::env::current_exe().context("cannot find the tally binary")?;
-    let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("TALLY_ADMIN_KEY", key)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start tally serve")?;
-    let stderr = child.stderr.take().context("no stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("Tally listening on ") {
-                let _ = tx.send(url.trim().to_string());
-            } else {
-                eprintln!("[server] {line}");
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(120))
-        .context("the server did not start")?;
-    Ok(Server { child, url })
-}
-
-/// Peak resident memory of a process, from `/proc/<pid>/status` (Linux).
-fn peak_rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     if args.duration_secs == 0 || args.duration_secs > 3600 {
         bail!("--duration-secs must be between 1 and 3600");
@@ -177,8 +122,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         ),
     };
     let key = format!("load-{}", uuid::Uuid::new_v4().simple());
-    let mut server = spawn_server(&data_dir, &key)?;
-    let pid = server.child.id();
+    let server = LoopbackServer::start(&data_dir, &key, &[])?;
     eprintln!(
         "load: {} ingest clients × {} events/batch, {} query clients, {} s against {}",
         args.ingest_clients, args.batch, args.query_clients, args.duration_secs, server.url
@@ -271,12 +215,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     let elapsed = started.elapsed().as_secs_f64();
-    let peak_rss = peak_rss_bytes(pid);
+    let peak_rss = server.peak_rss_bytes();
     // A clean stop: drain, checkpoint, so the size on disk is the settled size.
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = server.child.wait();
+    server.stop()?;
     let db_bytes = std::fs::metadata(data_dir.join("tally.duckdb"))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -300,8 +241,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     );
     let results = results.lock().unwrap();
     for (name, k) in &results.kinds {
-        let mut sorted = k.latencies_ms.clone();
-        sorted.sort_by(f64::total_cmp);
+        let sorted = sorted(k.latencies_ms.clone());
         let (p50, p95, p99) = (
             percentile(&sorted, 50.0),
             percentile(&sorted, 95.0),
