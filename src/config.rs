@@ -112,6 +112,10 @@ pub struct StorageConfig {
     pub checkpoint_wal_bytes: u64,
     /// Read connections kept open for queries.
     pub read_connections: usize,
+    /// Answer from the pre-aggregated hourly rollups when they can. `false` answers every
+    /// query from the raw events: slower, for checking the rollups or measuring against them
+    /// (`tally bench` does).
+    pub use_rollups: bool,
     /// Set by `tally serve --discard-damaged-wal` for one start only, never from a file: a
     /// standing setting would discard the next damaged WAL without anyone deciding to.
     #[serde(skip)]
@@ -128,6 +132,7 @@ impl Default for StorageConfig {
             max_commit_rows: 200_000,
             checkpoint_wal_bytes: 64 * 1024 * 1024,
             read_connections: 4,
+            use_rollups: true,
             discard_damaged_wal: false,
         }
     }

@@ -128,6 +128,7 @@ pub async fn query_parts(
         }
     }
     let q2 = q.clone();
+    let source = store.source();
     let (rows, total) = store
         .read(move |conn| {
             let rows = if parts == Parts::TotalOnly
@@ -135,11 +136,11 @@ pub async fn query_parts(
             {
                 Vec::new() // not wanted, or no data and no range: nothing to bucket
             } else {
-                queries::costs::grouped(conn, &q2, &buckets)?
+                queries::costs::grouped_from(conn, &q2, &buckets, source)?
             };
             let total = match parts {
                 Parts::RowsOnly => Measures::default(),
-                _ => queries::costs::total(conn, &q2)?,
+                _ => queries::costs::total_from(conn, &q2, source)?,
             };
             Ok((rows, total))
         })

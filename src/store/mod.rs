@@ -44,6 +44,7 @@ struct Inner {
     writer: WriterHandle,
     readers: ReadPool,
     path: PathBuf,
+    source: queries::costs::Source,
 }
 
 impl Store {
@@ -103,6 +104,11 @@ impl Store {
                 writer,
                 readers,
                 path,
+                source: if cfg.use_rollups {
+                    queries::costs::Source::Auto
+                } else {
+                    queries::costs::Source::Events
+                },
             }),
         })
     }
@@ -110,6 +116,12 @@ impl Store {
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Where analytics answers come from: the rollups when they can (the default), or always
+    /// the raw events (`storage.use_rollups = false`).
+    pub fn source(&self) -> queries::costs::Source {
+        self.inner.source
     }
 
     /// The writer's queue.
@@ -154,7 +166,7 @@ impl Store {
 }
 
 /// Opens the database file with Tally's settings.
-fn open_connection(path: &Path, cfg: &StorageConfig) -> anyhow::Result<Connection> {
+pub(crate) fn open_connection(path: &Path, cfg: &StorageConfig) -> anyhow::Result<Connection> {
     let mut config = duckdb::Config::default()
         // Tally never installs extensions at run time: the service must work offline.
         .enable_autoload_extension(false)?

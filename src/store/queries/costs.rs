@@ -82,15 +82,6 @@ const MEASURE_COLUMNS: &str = "ts, cost, reported_cost, currency, computed_cost,
     cache_read, cache_write_5m, cache_write_1h, audio_in, image_in, output, audio_out, image_out, reasoning";
 
 /// Rows per group (and bucket), at most `limit + 1` of them so the caller can tell truncation.
-pub fn grouped(
-    conn: &Connection,
-    q: &CostQuery,
-    buckets: &[DateTime<Utc>],
-) -> Result<Vec<CostRow>, StoreError> {
-    grouped_from(conn, q, buckets, Source::Auto)
-}
-
-/// [`grouped`], from the given source.
 pub fn grouped_from(
     conn: &Connection,
     q: &CostQuery,
@@ -197,11 +188,6 @@ pub fn grouped_from(
 }
 
 /// Totals over everything the filters match, each event once.
-pub fn total(conn: &Connection, q: &CostQuery) -> Result<Measures, StoreError> {
-    total_from(conn, q, Source::Auto)
-}
-
-/// [`total`], from the given source.
 pub fn total_from(
     conn: &Connection,
     q: &CostQuery,
