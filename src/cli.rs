@@ -1,5 +1,5 @@
 //! Command-line interface: `tally serve`, `tally demo`, `tally prices`, `tally keys`,
-//! `tally import`.
+//! `tally load`, `tally bench`, `tally import`.
 
 use std::path::PathBuf;
 
@@ -30,6 +30,9 @@ pub enum Command {
     /// Load-test a fresh server on loopback: concurrent ingest and dashboard queries for a
     /// fixed time; reports throughput, latency percentiles, errors and peak memory.
     Load(LoadArgs),
+    /// Measure Tally against its performance targets, each next to a baseline from the same
+    /// run (DuckDB's own NDJSON loader, queries over the raw events); prints a table.
+    Bench(BenchArgs),
     /// Import a provider billing or usage export (OpenAI, Anthropic, FOCUS, any CSV).
     Import(ImportArgs),
 }
@@ -54,6 +57,44 @@ pub struct LoadArgs {
     /// Data directory for the server [default: a fresh temporary one, deleted afterwards].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Events to generate (the demo's traffic, scaled), spread over 30 days.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Random seed of the generated traffic.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Concurrent ingest clients.
+    #[arg(long, default_value_t = 6)]
+    pub clients: usize,
+    /// Events per ingest request.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch: usize,
+    /// Timed runs of each overview query (after warm-up runs).
+    #[arg(long, default_value_t = 15)]
+    pub query_runs: usize,
+    /// Budgets crossed one at a time to time threshold → webhook.
+    #[arg(long, default_value_t = 200)]
+    pub webhooks: usize,
+    /// Requests per second sent to /v1/budget-check.
+    #[arg(long, default_value_t = 5000)]
+    pub check_rate: u32,
+    /// Seconds of /v1/budget-check load.
+    #[arg(long, default_value_t = 10)]
+    pub check_secs: u64,
+    /// Directory for the NDJSON file and the databases [default: a fresh temporary one,
+    /// deleted afterwards]. Needs about 500 bytes per event.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Keep the NDJSON file and the databases.
+    #[arg(long)]
+    pub keep: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json_out: Option<PathBuf>,

@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prices(cmd) => prices(cli.config.as_deref(), cmd),
         Command::Keys(args) => keys_command(cli.config.as_deref(), args),
         Command::Load(args) => crate::load::run(args),
+        Command::Bench(args) => crate::bench::run(args),
         Command::Import(args) => import_command(cli.config.as_deref(), args),
     }
 }

@@ -22,6 +22,7 @@ macro_rules! dec {
 
 pub mod analytics;
 pub mod app;
+pub mod bench;
 pub mod billing;
 pub mod budgets;
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod harness;
 pub mod ingest;
 pub mod keys;
 pub mod load;

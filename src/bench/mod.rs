@@ -1,0 +1,454 @@
+//! `tally bench`: Tally against its targets, each next to a baseline measured in the same run.
+//!
+//! One run generates N realistic events with a fixed seed and writes them as NDJSON, loads
+//! that file with DuckDB's own reader (the ingest baseline), sends the same records to a real
+//! `tally serve` over HTTP as gzip NDJSON from concurrent clients, then measures — on the
+//! loaded server — the dashboard's overview queries from the rollups and from the raw events
+//! (the query baseline; the answers must agree), disk per event after a checkpoint, peak
+//! memory, threshold crossing → webhook latency, and `/v1/budget-check` at a fixed request
+//! rate. It prints a table and writes the numbers as JSON. Targets are in the table, never in
+//! tests: these machines are shared and noisy, so a timing is a measurement, not a verdict.
+
+mod baseline;
+mod data;
+mod probes;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::cli::BenchArgs;
+use crate::config::StorageConfig;
+use crate::harness::LoopbackServer;
+use probes::{Api, Latency, RateRun};
+
+/// One line of the result table.
+#[derive(Debug, Serialize)]
+struct Row {
+    measure: String,
+    target: String,
+    tally: String,
+    baseline: String,
+    /// Tally ÷ baseline where the target is a ratio.
+    ratio: Option<f64>,
+    meets: bool,
+}
+
+/// The overview page's questions, as the dashboard asks them of the JSON API.
+fn overview_queries(from: DateTime<Utc>) -> Vec<(&'static str, String)> {
+    let f = from.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let f = f.replace('+', "%2B");
+    vec![
+        ("total", format!("/api/v1/costs?from={f}")),
+        (
+            "daily series",
+            format!("/api/v1/costs?interval=day&from={f}"),
+        ),
+        (
+            "top 10 features",
+            format!("/api/v1/costs?group_by=feature&order=cost&limit=10&from={f}"),
+        ),
+        (
+            "top 10 users",
+            format!("/api/v1/costs?group_by=user_id&order=cost&limit=10&from={f}"),
+        ),
+        (
+            "top 10 models",
+            format!("/api/v1/costs?group_by=provider,model&order=cost&limit=10&from={f}"),
+        ),
+        (
+            "cost per successful task",
+            format!("/api/v1/tasks?from={f}"),
+        ),
+    ]
+}
+
+/// Ingest throughput and what it cost.
+struct IngestRun {
+    events: u64,
+    elapsed: Duration,
+    request_latency: Latency,
+    queries_served: u64,
+    outcomes: u64,
+    outcomes_elapsed: Duration,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.events == 0 || !(1..=64).contains(&args.clients) || args.batch == 0 {
+        bail!("--events and --batch must be positive and --clients between 1 and 64");
+    }
+    let (work, scratch) = match &args.work_dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("tally-bench-{}", uuid::Uuid::new_v4().simple())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let result = measure(&args, &work);
+    if scratch && !args.keep {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let report = result?;
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("bench: results written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    // Whole minutes, like the demo: the generator's clock for "now".
+    let now = Utc::now().timestamp();
+    let end = DateTime::from_timestamp(now - now.rem_euclid(60), 0).context("clock")?;
+
+    eprintln!(
+        "bench: generating ~{} events (seed {})",
+        args.events, args.seed
+    );
+    let t = Instant::now();
+    let ndjson = work.join("events.ndjson");
+    let traffic = data::generate(args.events, args.seed, args.batch, end, &ndjson)?;
+    eprintln!(
+        "bench: {} events ({:.0} MB NDJSON, {} gzip bodies) and {} outcomes in {:.1} s",
+        traffic.events,
+        traffic.ndjson_bytes as f64 / 1e6,
+        traffic.bodies.len(),
+        traffic.outcomes,
+        t.elapsed().as_secs_f64()
+    );
+
+    eprintln!("bench: DuckDB read_json → events (baseline)");
+    let loader =
+        baseline::duckdb_loader(&ndjson, &work.join("baseline"), &StorageConfig::default())?;
+    anyhow::ensure!(
+        loader.rows == traffic.events,
+        "DuckDB loaded {} rows of {}",
+        loader.rows,
+        traffic.events
+    );
+    std::fs::remove_dir_all(work.join("baseline")).ok();
+    if !args.keep {
+        std::fs::remove_file(&ndjson).ok();
+    }
+
+    let key = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let data_dir = work.join("tally");
+    eprintln!("bench: HTTP ingest, {} clients", args.clients);
+    let server = LoopbackServer::start(&data_dir, &key, &[])?;
+    let api = Api::new(&server.url, &key)?;
+    let ingest = rt.block_on(ingest(&api, &traffic, args.clients))?;
+    let ingest_rss = server.peak_rss_bytes();
+    drop(traffic);
+    server.stop()?;
+    let db_bytes = std::fs::metadata(data_dir.join("tally.duckdb"))?.len();
+
+    let from = end - chrono::Duration::days(i64::from(data::DAYS));
+    let queries = overview_queries(from);
+    eprintln!("bench: overview queries from the raw events (baseline)");
+    let raw_server =
+        LoopbackServer::start(&data_dir, &key, &[("TALLY_STORAGE__USE_ROLLUPS", "false")])?;
+    let raw_api = Api::new(&raw_server.url, &key)?;
+    let raw = rt.block_on(probes::time_queries(&raw_api, &queries, 1, args.query_runs))?;
+    let raw_rss = raw_server.peak_rss_bytes();
+    raw_server.stop()?;
+
+    eprintln!("bench: overview queries as served");
+    let server = LoopbackServer::start(&data_dir, &key, &[])?;
+    let api = Api::new(&server.url, &key)?;
+    let served = rt.block_on(probes::time_queries(&api, &queries, 2, args.query_runs))?;
+    for ((name, _), ((_, a), (_, b))) in queries.iter().zip(served.iter().zip(&raw)) {
+        let (a, b) = (settled(a), settled(b));
+        anyhow::ensure!(
+            a == b,
+            "{name}: the served answer differs from the raw events' answer:\n{a}\n{b}"
+        );
+    }
+    eprintln!("bench: threshold crossings → webhooks ({})", args.webhooks);
+    let webhooks = rt.block_on(probes::webhook_latency(&api, args.webhooks))?;
+    eprintln!("bench: /v1/budget-check at {}/s", args.check_rate);
+    let check = rt.block_on(probes::open_loop(
+        &api,
+        "/v1/budget-check?project=bench&feature=bench-alert-0",
+        args.check_rate as f64,
+        args.check_secs,
+        64,
+    ))?;
+    let served_rss = server.peak_rss_bytes();
+    server.stop()?;
+
+    let rows = table(
+        args,
+        &ingest,
+        &loader,
+        db_bytes,
+        &queries,
+        &served,
+        &raw,
+        &webhooks,
+        &check,
+        [ingest_rss, raw_rss, served_rss],
+    );
+    print_table(&rows);
+    Ok(json!({
+        "machine": machine(),
+        "args": {"events": args.events, "seed": args.seed, "clients": args.clients,
+                 "batch": args.batch, "query_runs": args.query_runs},
+        "events": ingest.events,
+        "ingest": {
+            "tally_events_per_s": ingest.events as f64 / ingest.elapsed.as_secs_f64(),
+            "tally_seconds": ingest.elapsed.as_secs_f64(),
+            "request_latency": ingest.request_latency,
+            "queries_served_meanwhile": ingest.queries_served,
+            "duckdb_read_json_rows_per_s": loader.rows as f64 / loader.elapsed.as_secs_f64(),
+            "duckdb_read_json_seconds": loader.elapsed.as_secs_f64(),
+            "outcomes": ingest.outcomes,
+            "outcomes_per_s": ingest.outcomes as f64 / ingest.outcomes_elapsed.as_secs_f64(),
+        },
+        "disk": {"tally_bytes": db_bytes, "tally_bytes_per_event": db_bytes as f64 / ingest.events as f64,
+                 "duckdb_loader_bytes": loader.file_bytes,
+                 "duckdb_loader_bytes_per_event": loader.file_bytes as f64 / loader.rows as f64},
+        "peak_rss_bytes": {"ingest": ingest_rss, "raw_queries": raw_rss, "served": served_rss},
+        "queries": queries.iter().zip(served.iter().zip(&raw)).map(|((name, path), ((s, _), (r, _)))| json!({
+            "name": name, "path": path, "served": s, "raw_events": r,
+            "ratio_p50": s.p50_ms / r.p50_ms,
+        })).collect::<Vec<_>>(),
+        "webhook": webhooks,
+        "budget_check": check,
+        "rows": rows,
+    }))
+}
+
+/// An answer without what moves with the clock alone: a task without an outcome turns from
+/// `open` into `unknown` when its last call ages past the timeout, between two runs too.
+fn settled(answer: &Value) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for k in ["open", "unknown", "cost_open", "cost_unknown"] {
+                    m.remove(k);
+                }
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = answer.clone();
+    strip(&mut v);
+    v
+}
+
+/// Sends every body from `clients` concurrent clients while one dashboard client asks a
+/// question every half second, and times the whole load.
+async fn ingest(api: &Api, traffic: &data::Traffic, clients: usize) -> anyhow::Result<IngestRun> {
+    let bodies = Arc::new(traffic.bodies.clone());
+    let next = Arc::new(AtomicUsize::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (api, bodies, next, acked) = (api.clone(), bodies.clone(), next.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let t = Instant::now();
+                let answer = api.post_gzip("/v1/ingest", body).await?;
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                let rejected = answer["rejected"].as_array().map_or(0, Vec::len);
+                anyhow::ensure!(rejected == 0, "body {i}: rejected records: {answer}");
+                let n = answer["accepted"].as_u64().unwrap_or(0)
+                    + answer["duplicates"].as_u64().unwrap_or(0);
+                acked.fetch_add(n, Ordering::Relaxed);
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dashboard = {
+        let (api, done) = (api.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut served = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                if api
+                    .get("/api/v1/costs?group_by=feature&limit=10")
+                    .await
+                    .is_ok()
+                {
+                    served += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            served
+        })
+    };
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let elapsed = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let queries_served = dashboard.await?;
+    let events = acked.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        events == traffic.events,
+        "{events} of {} events acknowledged",
+        traffic.events
+    );
+
+    let t = Instant::now();
+    for body in &traffic.outcome_bodies {
+        let answer = api.post_gzip("/v1/outcomes", body).await?;
+        let rejected = answer["rejected"].as_array().map_or(0, Vec::len);
+        anyhow::ensure!(rejected == 0, "rejected outcomes: {answer}");
+    }
+    Ok(IngestRun {
+        events,
+        elapsed,
+        request_latency: Latency::of(latencies),
+        queries_served,
+        outcomes: traffic.outcomes,
+        outcomes_elapsed: t.elapsed(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn table(
+    args: &BenchArgs,
+    ingest: &IngestRun,
+    loader: &baseline::LoaderRun,
+    db_bytes: u64,
+    queries: &[(&'static str, String)],
+    served: &[(Latency, Value)],
+    raw: &[(Latency, Value)],
+    webhooks: &Latency,
+    check: &RateRun,
+    rss: [Option<u64>; 3],
+) -> Vec<Row> {
+    let tally_eps = ingest.events as f64 / ingest.elapsed.as_secs_f64();
+    let duck_eps = loader.rows as f64 / loader.elapsed.as_secs_f64();
+    let mut rows = vec![Row {
+        measure: format!(
+            "HTTP ingest, gzip NDJSON, {} clients, durable acks",
+            args.clients
+        ),
+        target: "≥ 1.0× DuckDB read_json and ≥ 200k events/s".into(),
+        tally: format!("{tally_eps:.0} events/s"),
+        baseline: format!("{duck_eps:.0} rows/s"),
+        ratio: Some(tally_eps / duck_eps),
+        meets: tally_eps >= duck_eps && tally_eps >= 200_000.0,
+    }];
+    // The 10M-event target up to the middle of the way to 100M, the 100M one beyond.
+    let limit_ms = if ingest.events <= 50_000_000 {
+        50.0
+    } else {
+        250.0
+    };
+    for ((name, _), ((s, _), (r, _))) in queries.iter().zip(served.iter().zip(raw)) {
+        let ratio = s.p50_ms / r.p50_ms;
+        rows.push(Row {
+            measure: format!("{name}, p50 at {} events", ingest.events),
+            target: format!("≤ {limit_ms:.0} ms and ≤ 0.2× raw events"),
+            tally: format!("{:.1} ms", s.p50_ms),
+            baseline: format!("{:.1} ms", r.p50_ms),
+            ratio: Some(ratio),
+            meets: s.p50_ms <= limit_ms && ratio <= 0.2,
+        });
+    }
+    let per_event = db_bytes as f64 / ingest.events as f64;
+    rows.push(Row {
+        measure: "disk per event after checkpoint".into(),
+        target: "≤ 50 bytes".into(),
+        tally: format!("{per_event:.1} B"),
+        baseline: format!(
+            "{:.1} B (DuckDB loader, events only)",
+            loader.file_bytes as f64 / loader.rows as f64
+        ),
+        ratio: Some(per_event / (loader.file_bytes as f64 / loader.rows as f64)),
+        meets: per_event <= 50.0,
+    });
+    let peak = rss.iter().flatten().copied().max().unwrap_or(0);
+    rows.push(Row {
+        measure: "peak RSS, ingest with queries".into(),
+        target: "≤ 1 GiB".into(),
+        tally: format!("{:.0} MiB", peak as f64 / 1048576.0),
+        baseline: String::new(),
+        ratio: None,
+        meets: peak > 0 && peak <= 1 << 30,
+    });
+    rows.push(Row {
+        measure: format!("threshold crossing → webhook, p99 of {}", webhooks.samples),
+        target: "p99 ≤ 500 ms".into(),
+        tally: format!("{:.1} ms (p50 {:.1})", webhooks.p99_ms, webhooks.p50_ms),
+        baseline: String::new(),
+        ratio: None,
+        meets: webhooks.p99_ms <= 500.0,
+    });
+    rows.push(Row {
+        measure: format!("/v1/budget-check at {:.0}/s", check.target_per_s),
+        target: "p50 ≤ 1 ms at 5,000/s".into(),
+        tally: format!(
+            "{:.2} ms p50 ({:.2} p99) at {:.0}/s, {} errors",
+            check.latency.p50_ms, check.latency.p99_ms, check.achieved_per_s, check.errors
+        ),
+        baseline: String::new(),
+        ratio: None,
+        meets: check.latency.p50_ms <= 1.0
+            && check.errors == 0
+            && check.achieved_per_s >= 0.95 * check.target_per_s
+            && check.target_per_s >= 5000.0,
+    });
+    rows
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<52} {:<42} {:>30} {:>24} {:>7} meets",
+        "measure", "target", "tally", "baseline", "ratio"
+    );
+    for r in rows {
+        println!(
+            "{:<52} {:<42} {:>30} {:>24} {:>7} {}",
+            r.measure,
+            r.target,
+            r.tally,
+            r.baseline,
+            r.ratio.map_or(String::new(), |x| format!("{x:.3}")),
+            if r.meets { "yes" } else { "NO" }
+        );
+    }
+}
+
+/// What the numbers were measured on.
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|m| m.trim().to_string())
+    });
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().map(str::to_string));
+    json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu,
+        "memory": mem,
+        "loadavg": std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.trim().to_string()),
+        "tally_version": env!("CARGO_PKG_VERSION"),
+        "at": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+    })
+}
