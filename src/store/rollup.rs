@@ -14,10 +14,12 @@
 //!   once enough have accumulated, so each hour keeps about one row per key.
 //!
 //! Every reader sums, so partial rows are never wrong, only less compact. A question can use a
-//! rollup when all its group keys and filters are rollup dimensions and its range and buckets
-//! fall on whole hours (true for UTC and whole-hour zones; a `+05:30` day is answered from the
-//! events). `store::queries::costs` makes that choice; a test checks that both paths give the
-//! same answer for every group-by on the demo data.
+//! rollup when all its group keys and filters are rollup dimensions, its buckets start on whole
+//! hours (true for UTC and whole-hour zones; a `+05:30` day is answered from the events) and
+//! its range holds at least one whole hour: the partial hours at the range's edges ("the last
+//! 7 days" starts at the current minute) are read from the events ([`Span`]).
+//! `store::queries::costs` makes that choice; a test checks that both paths give the same
+//! answer for every group-by on the demo data, with aligned and unaligned ranges.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -29,7 +31,7 @@ use rust_decimal::Decimal;
 
 use super::arrow::{stored_decimal, ts_string};
 use super::{CommitHook, StoreError};
-use crate::analytics::params::Common;
+use crate::analytics::params::{Common, TimeRange};
 use crate::domain::dimension::Dimension;
 use crate::domain::event::PricedEvent;
 
@@ -93,12 +95,11 @@ const HOUR_US: i64 = 3_600_000_000;
 /// Merge partial rows once this many were appended since the last compaction.
 const COMPACT_AFTER_ROWS: usize = 50_000;
 
-/// The rollup that can answer a question over these group keys and filters, with this range
-/// and these bucket starts; `None` when only the events can.
+/// The rollup that can answer a question over these group keys and filters with these bucket
+/// starts; `None` when only the events can. The range's edges may fall anywhere: the partial
+/// hours at either end are read from the events (see [`Span`]).
 pub fn choose(common: &Common, buckets: &[DateTime<Utc>]) -> Option<&'static Rollup> {
-    let on_hour = |t: &DateTime<Utc>| t.timestamp_micros().rem_euclid(HOUR_US) == 0;
-    let range = &common.range;
-    if !range.from.iter().chain(range.to.iter()).all(on_hour) || !buckets.iter().all(on_hour) {
+    if !buckets.iter().all(|t| on_hour(*t)) || Span::of(&common.range).is_none() {
         return None;
     }
     let dims: Vec<Dimension> = common
@@ -110,6 +111,60 @@ pub fn choose(common: &Common, buckets: &[DateTime<Utc>]) -> Option<&'static Rol
     ROLLUPS
         .iter()
         .find(|r| dims.iter().all(|d| r.dims.contains(d)))
+}
+
+fn on_hour(t: DateTime<Utc>) -> bool {
+    t.timestamp_micros().rem_euclid(HOUR_US) == 0
+}
+
+/// How a range splits between a rollup and the events: the whole hours inside it come from the
+/// rollup, the partial hours at its edges (a "last 7 days" range starts at the current minute)
+/// from the events, so the answer is exact wherever the range starts and ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The rollup's part: `[from, to)`, both on whole hours (or open).
+    pub hours: TimeRange,
+    /// The events' part below the hours: `[range.from, hours.from)`, when not empty.
+    pub head: Option<TimeRange>,
+    /// The events' part above the hours: `[hours.to, range.to)`, when not empty.
+    pub tail: Option<TimeRange>,
+}
+
+impl Span {
+    /// `None` when the range holds no whole hour (the events answer it alone).
+    pub fn of(range: &TimeRange) -> Option<Span> {
+        let up = |t: DateTime<Utc>| {
+            let us = t.timestamp_micros();
+            DateTime::from_timestamp_micros(us + (HOUR_US - us.rem_euclid(HOUR_US)) % HOUR_US)
+        };
+        let down = |t: DateTime<Utc>| {
+            let us = t.timestamp_micros();
+            DateTime::from_timestamp_micros(us - us.rem_euclid(HOUR_US))
+        };
+        let hours = TimeRange {
+            from: match range.from {
+                Some(t) => Some(up(t)?),
+                None => None,
+            },
+            to: match range.to {
+                Some(t) => Some(down(t)?),
+                None => None,
+            },
+        };
+        if let (Some(f), Some(t)) = (hours.from, hours.to) {
+            if f >= t {
+                return None;
+            }
+        }
+        let part = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| {
+            (from != to).then_some(TimeRange { from, to })
+        };
+        Some(Span {
+            hours,
+            head: range.from.and_then(|f| part(Some(f), hours.from)),
+            tail: range.to.and_then(|t| part(hours.to, Some(t))),
+        })
+    }
 }
 
 /// Sums of one key in one hour, as a rollup row holds them.
@@ -443,11 +498,32 @@ mod tests {
                 ("group_by=provider,model&feature=support-chat,ticket-triage&status=error,success", true),
                 ("group_by=user_id,customer_id&interval=week", true),
                 ("group_by=feature,user_id", false),
-                ("group_by=feature&from=2020-01-01T00:30:00Z", false),
+                ("group_by=feature&from=2020-01-01T00:30:00Z", true),
                 ("group_by=customer_id&feature=support-chat", false),
                 ("group_by=model&session_id=", false),
             ] {
                 assert_eq!(compare(&store, query).await, rollup, "{round}: {query}");
+            }
+            // Ranges that start and end inside hours, as the dashboard's "last 7 days" does:
+            // whole hours from the rollup, the partial ones at the edges from the events.
+            let at = |t: DateTime<Utc>| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    .replace('+', "%2B")
+            };
+            let from = at(cfg.end - chrono::Duration::days(7) + chrono::Duration::minutes(13));
+            let to = at(cfg.end - chrono::Duration::hours(30) - chrono::Duration::minutes(29));
+            let inside = at(cfg.end - chrono::Duration::hours(30) - chrono::Duration::minutes(45));
+            for (query, rollup) in [
+                (format!("group_by=feature&from={from}&to={to}"), true),
+                (
+                    format!("group_by=model&interval=day&from={from}&to={to}"),
+                    true,
+                ),
+                (format!("group_by=user_id&interval=hour&from={from}"), true),
+                (format!("group_by=provider&to={to}"), true),
+                (format!("group_by=feature&from={inside}&to={to}"), false),
+            ] {
+                assert_eq!(compare(&store, &query).await, rollup, "{round}: {query}");
             }
             // Merge every hour's partial rows and ask again.
             let hours = store
@@ -482,7 +558,7 @@ mod tests {
     }
 
     #[test]
-    fn choice_needs_whole_hours_and_rollup_dimensions() {
+    fn choice_needs_a_whole_hour_and_rollup_dimensions() {
         let q = |s: &str| CostQuery::parse(&pairs(Some(s)), &[]).unwrap().0.common;
         let hour = |h: u32| chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 1, h, 0, 0).unwrap();
         assert_eq!(
@@ -495,9 +571,37 @@ mod tests {
         );
         assert!(choose(&q("group_by=tag"), &[]).is_none());
         assert!(choose(&q("group_by=feature&user_id=u1"), &[]).is_none());
-        assert!(choose(&q("from=2026-11-01T00:00:01Z"), &[]).is_none());
+        // Unaligned edges are read from the events; a range inside one hour has nothing else.
+        assert!(choose(&q("from=2026-11-01T00:00:01Z"), &[]).is_some());
+        assert!(choose(&q("from=2026-11-01T00:00:01Z&to=2026-11-01T02:00:00Z"), &[]).is_some());
+        assert!(choose(&q("from=2026-11-01T00:00:01Z&to=2026-11-01T01:00:00Z"), &[]).is_none());
+        assert!(choose(&q("from=2026-11-01T00:00:01Z&to=2026-11-01T00:59:00Z"), &[]).is_none());
+        assert!(choose(&q("from=2026-11-01T00:10:00Z&to=2026-11-01T01:50:00Z"), &[]).is_none());
         assert!(choose(&q("from=2026-11-01T05:00:00Z"), &[hour(5), hour(6)]).is_some());
         let half = hour(5) + chrono::Duration::minutes(30);
         assert!(choose(&q(""), &[hour(5), half]).is_none());
+    }
+
+    #[test]
+    fn a_span_splits_a_range_into_whole_hours_and_partial_edges() {
+        let t = |h: u32, m: u32| {
+            chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 1, h, m, 0).unwrap()
+        };
+        let r = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| TimeRange { from, to };
+        let s = Span::of(&r(Some(t(3, 20)), Some(t(7, 5)))).unwrap();
+        assert_eq!(s.hours, r(Some(t(4, 0)), Some(t(7, 0))));
+        assert_eq!(s.head, Some(r(Some(t(3, 20)), Some(t(4, 0)))));
+        assert_eq!(s.tail, Some(r(Some(t(7, 0)), Some(t(7, 5)))));
+        let s = Span::of(&r(Some(t(3, 0)), None)).unwrap();
+        assert_eq!(
+            (s.hours, s.head, s.tail),
+            (r(Some(t(3, 0)), None), None, None)
+        );
+        let s = Span::of(&r(None, Some(t(9, 59)))).unwrap();
+        assert_eq!(s.hours, r(None, Some(t(9, 0))));
+        assert_eq!(s.tail, Some(r(Some(t(9, 0)), Some(t(9, 59)))));
+        assert!(Span::of(&r(Some(t(3, 1)), Some(t(3, 59)))).is_none());
+        assert!(Span::of(&r(Some(t(3, 1)), Some(t(4, 59)))).is_none());
+        assert!(Span::of(&r(Some(t(3, 1)), Some(t(5, 0)))).is_some());
     }
 }

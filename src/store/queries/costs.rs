@@ -11,6 +11,7 @@ use duckdb::Connection;
 
 use super::{decimal, from_micros, where_clause, Sql};
 use crate::analytics::costs::{CostQuery, CostRow, Measures, MEASURES};
+use crate::analytics::params::Common;
 use crate::domain::dimension::Dimension;
 use crate::store::{rollup, StoreError};
 
@@ -109,26 +110,29 @@ pub fn grouped_from(
         sql.push("bucket, ");
     }
     match rollup {
-        Some(_) => sql
-            .push(ROLLUP_AGGREGATES)
-            .push(" FROM (SELECT ts, ")
-            .push(rollup::MEASURES),
-        None => sql
-            .push(AGGREGATES)
-            .push(" FROM (SELECT ")
-            .push(MEASURE_COLUMNS),
-    };
-    for dim in &c.group_by {
-        if *dim == Dimension::Tag {
-            sql.push(", unnest(CASE WHEN len(tags) = 0 THEN [NULL::VARCHAR] ELSE tags END) AS tag");
-        } else {
-            sql.push(", ").push(dim.column());
+        Some(r) => {
+            sql.push(ROLLUP_AGGREGATES).push(" FROM ");
+            push_rollup_source(&mut sql, r, c, &c.group_by);
         }
-    }
-    sql.push(" FROM ")
-        .push(rollup.map_or("events", |r| r.table));
-    where_clause(&mut sql, &c.range, &c.filters);
-    sql.push(") e");
+        None => {
+            sql.push(AGGREGATES)
+                .push(" FROM (SELECT ")
+                .push(MEASURE_COLUMNS);
+            for dim in &c.group_by {
+                if *dim == Dimension::Tag {
+                    sql.push(
+                        ", unnest(CASE WHEN len(tags) = 0 THEN [NULL::VARCHAR] ELSE tags END) AS tag",
+                    );
+                } else {
+                    sql.push(", ").push(dim.column());
+                }
+            }
+            sql.push(" FROM events");
+            where_clause(&mut sql, &c.range, &c.filters);
+            sql.push(")");
+        }
+    };
+    sql.push(" e");
     if !buckets.is_empty() {
         sql.push(" ASOF JOIN (VALUES ");
         for (i, b) in buckets.iter().enumerate() {
@@ -195,19 +199,60 @@ pub fn total_from(
 ) -> Result<Measures, StoreError> {
     let rollup = rollup_for(source, q, &[]);
     let mut sql = Sql::default();
-    sql.push("SELECT ")
-        .push(OUTPUTS)
-        .push(" FROM (SELECT ")
-        .push(rollup.map_or(AGGREGATES, |_| ROLLUP_AGGREGATES))
-        .push(" FROM ")
-        .push(rollup.map_or("events", |r| r.table));
-    where_clause(&mut sql, &q.common.range, &q.common.filters);
+    sql.push("SELECT ").push(OUTPUTS).push(" FROM (SELECT ");
+    match rollup {
+        Some(r) => {
+            sql.push(ROLLUP_AGGREGATES).push(" FROM ");
+            push_rollup_source(&mut sql, r, &q.common, &[]);
+        }
+        None => {
+            sql.push(AGGREGATES).push(" FROM events");
+            where_clause(&mut sql, &q.common.range, &q.common.filters);
+        }
+    }
     sql.push(")");
     let mut stmt = conn.prepare(&sql.text)?;
     let raw = stmt.query_row(duckdb::params_from_iter(sql.params.iter()), |r| {
         read_measures(r, 0)
     })?;
     raw.into_measures()
+}
+
+/// An event as a rollup row of its own (the rollup's measure columns, in order), for the partial
+/// hours at a range's edges.
+const EVENT_AS_ROLLUP_ROW: &str = "cost, \
+    CASE WHEN currency = 'USD' THEN reported_cost END, \
+    computed_cost, \
+    1::BIGINT, \
+    (status = 'error')::BIGINT, \
+    input_uncached + cache_read + cache_write_5m + cache_write_1h + audio_in + image_in, \
+    output + audio_out + image_out, \
+    cache_read, \
+    cache_write_5m + cache_write_1h, \
+    reasoning, \
+    (cost_source = 'unpriced')::BIGINT";
+
+/// Pushes `(<rows>)` with `ts`, the rollup's measure columns and `dims`, holding everything the
+/// question's range and filters select: the rollup's whole hours inside the range, and the
+/// events of the partial hours at its edges as one-event rows (see `rollup::Span`).
+fn push_rollup_source(sql: &mut Sql, rollup: &rollup::Rollup, c: &Common, dims: &[Dimension]) {
+    let span = rollup::Span::of(&c.range).expect("rollup::choose only picks a rollup with a span");
+    let columns = |sql: &mut Sql| {
+        for dim in dims {
+            sql.push(", ").push(dim.column());
+        }
+    };
+    sql.push("(SELECT ts, ").push(rollup::MEASURES);
+    columns(sql);
+    sql.push(" FROM ").push(rollup.table);
+    where_clause(sql, &span.hours, &c.filters);
+    for edge in span.head.iter().chain(span.tail.iter()) {
+        sql.push(" UNION ALL SELECT ts, ").push(EVENT_AS_ROLLUP_ROW);
+        columns(sql);
+        sql.push(" FROM events");
+        where_clause(sql, edge, &c.filters);
+    }
+    sql.push(")");
 }
 
 /// Measures as read from a row, money still text.
