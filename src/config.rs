@@ -112,6 +112,10 @@ pub struct StorageConfig {
     pub checkpoint_wal_bytes: u64,
     /// Read connections kept open for queries.
     pub read_connections: usize,
+    /// Most idempotency keys the writer keeps in memory to de-duplicate without reading the
+    /// table (about 13 bytes each; see `store::dedup`). Past it, older events are checked
+    /// against the table instead: slower, never wrong.
+    pub dedup_index_keys: usize,
     /// Answer from the pre-aggregated hourly rollups when they can. `false` answers every
     /// query from the raw events: slower, for checking the rollups or measuring against them
     /// (`tally bench` does).
@@ -132,6 +136,7 @@ impl Default for StorageConfig {
             max_commit_rows: 200_000,
             checkpoint_wal_bytes: 64 * 1024 * 1024,
             read_connections: 4,
+            dedup_index_keys: 8_000_000,
             use_rollups: true,
             discard_damaged_wal: false,
         }

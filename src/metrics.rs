@@ -72,6 +72,11 @@ const SERIES: &[(&str, Kind, &str)] = &[
         "Duration of one group commit (de-duplication, append, hooks, commit).",
     ),
     (
+        "tally_writer_phase_duration_seconds",
+        Kind::Histogram,
+        "Duration of each phase of a group commit (dedup, arrow, append, each commit hook, gapfill, rejects, commit).",
+    ),
+    (
         "tally_writer_checkpoint_duration_seconds",
         Kind::Histogram,
         "Duration of explicit checkpoints.",

@@ -322,6 +322,10 @@ struct Hook {
 }
 
 impl CommitHook for Hook {
+    fn name(&self) -> &'static str {
+        "budgets"
+    }
+
     fn after_append(&self, conn: &Connection, fresh: &[&PricedEvent]) -> Result<(), StoreError> {
         let outcome = self.engine.evaluate_commit(conn, fresh, Utc::now())?;
         // Held until the commit succeeds; a rolled-back group's numbers are overwritten by the

@@ -155,3 +155,75 @@ pub struct PricedEvent {
     /// Why the catalog could not price the call, when it could not.
     pub unpriced_reason: Option<String>,
 }
+
+#[cfg(test)]
+impl PricedEvent {
+    /// A fully populated event for unit tests: every column set, the `i`-th second of a day,
+    /// id `id-<i>`.
+    pub fn sample(i: u64) -> PricedEvent {
+        PricedEvent {
+            event: UsageEvent {
+                ts: chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 20, 10, 0, 0).unwrap()
+                    + chrono::Duration::seconds(i as i64),
+                idem_key: Some(format!("id-{i}")),
+                request_id: Some("chatcmpl-1".into()),
+                source_format: "native".into(),
+                provider: Some("openai".into()),
+                model: "gpt-4o".into(),
+                model_requested: Some("gpt-4o-latest".into()),
+                operation: "chat".into(),
+                route: "litellm".into(),
+                service_tier: "standard".into(),
+                status: CallStatus::Error,
+                error_type: Some("timeout".into()),
+                http_status: Some(504),
+                latency_ms: Some(1234),
+                ttft_ms: Some(56),
+                dims: Dimensions {
+                    user_id: Some("u".into()),
+                    team_id: Some("t".into()),
+                    project: Some("p".into()),
+                    api_key_id: Some("k".into()),
+                    customer_id: Some("c".into()),
+                    feature: Some("f".into()),
+                    tags: vec!["a".into(), "b".into()],
+                    task_id: Some("task".into()),
+                    run_id: Some("run".into()),
+                    agent: Some("agent".into()),
+                    session_id: Some("s".into()),
+                    trace_id: Some("trace".into()),
+                    span_id: Some("span".into()),
+                    parent_span_id: Some("parent".into()),
+                },
+                attempt: Some(2),
+                retry_of: Some("id-0".into()),
+                fallback_from: Some("id-x".into()),
+                tokens: TokenBuckets {
+                    input_uncached: 1,
+                    cache_read: 2,
+                    cache_write_5m: 3,
+                    cache_write_1h: 4,
+                    output: 5,
+                    reasoning: 6,
+                    audio_in: 7,
+                    audio_out: 8,
+                    image_in: 9,
+                    image_out: 10,
+                },
+                web_search_requests: 11,
+                reported_cost: Some(dec!(0.000000000001)),
+                currency: Some("USD".into()),
+                usage_detail: UsageDetail::Full,
+                metadata: Some(r#"{"k":"v"}"#.into()),
+                task_outcome: None,
+            },
+            computed_cost: Some(dec!(123456.123456789012)),
+            custom_cost: None,
+            cost: Some(dec!(0.1)),
+            cost_source: CostSource::Reported,
+            price_id: Some("genai-prices@x:openai/gpt-4o#0".into()),
+            custom_price_id: None,
+            unpriced_reason: None,
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! touches a `duckdb::Connection` directly, so a second engine could sit behind the same seam.
 
 mod arrow;
+pub mod dedup;
 mod gapfill;
 pub mod migrations;
 pub mod queries;

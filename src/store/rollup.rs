@@ -230,6 +230,10 @@ pub struct Rollups {
 }
 
 impl CommitHook for Rollups {
+    fn name(&self) -> &'static str {
+        "rollups"
+    }
+
     fn after_append(&self, conn: &Connection, fresh: &[&PricedEvent]) -> Result<(), StoreError> {
         let mut appended = 0;
         let mut hours = HashSet::new();

@@ -16,16 +16,13 @@ use chrono::{DateTime, Utc};
 use duckdb::{params, Connection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::dedup::{DedupIndex, EventKeys, Verdict};
 use super::{arrow, StoreError};
 use crate::config::StorageConfig;
 use crate::domain::event::PricedEvent;
 use crate::ingest::Reject;
 
-/// How far around a batch's time range earlier copies of its events are looked for. A retry or
-/// a second source carries (nearly) the same timestamp; bounding the search by time keeps the
-/// cost of de-duplication independent of the table's size (DuckDB skips row groups by their
-/// min/max timestamps).
-pub const DEDUP_WINDOW: chrono::Duration = chrono::Duration::days(1);
+pub use super::dedup::DEDUP_WINDOW;
 
 /// Events and rejects of one request.
 #[derive(Debug, Default)]
@@ -163,6 +160,9 @@ impl WriterHandle {
 /// evaluation writing its alert rows (the outbox), rollup maintenance. Hooks run on the writer
 /// thread, so they never conflict with another write.
 pub trait CommitHook: Send + Sync {
+    /// A short name for the writer's per-phase timings (`/metrics`, debug logs).
+    fn name(&self) -> &'static str;
+
     /// Runs inside the group's transaction after its new (non-duplicate) events were appended;
     /// an error rolls the whole group back and fails its requests.
     fn after_append(&self, conn: &Connection, fresh: &[&PricedEvent]) -> Result<(), StoreError>;
@@ -180,8 +180,16 @@ pub fn spawn(
 ) -> anyhow::Result<WriterHandle> {
     let (tx, rx) = mpsc::channel(cfg.queue_capacity);
     prepare(&conn)?;
+    let started = Instant::now();
+    let dedup = DedupIndex::load(&conn, cfg.dedup_index_keys)?;
+    tracing::info!(
+        keys = dedup.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "de-duplication index loaded"
+    );
     let writer = Writer {
         hooks,
+        dedup: std::cell::RefCell::new(dedup),
         conn,
         wal_path: wal_path(&path),
         max_commit_rows: cfg.max_commit_rows,
@@ -213,8 +221,51 @@ fn prepare(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Wall time per phase of one group commit.
+struct Phases {
+    last: Instant,
+    laps: Vec<(&'static str, Duration)>,
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Phases {
+            last: Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+}
+
+impl Phases {
+    fn lap(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        self.laps.push((phase, now - self.last));
+        self.last = now;
+    }
+
+    fn report(&self, rows: usize) {
+        for (phase, d) in &self.laps {
+            crate::metrics::observe(
+                "tally_writer_phase_duration_seconds",
+                &[("phase", phase)],
+                d.as_secs_f64(),
+            );
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let laps: Vec<String> = self
+                .laps
+                .iter()
+                .map(|(p, d)| format!("{p}={:.1}ms", d.as_secs_f64() * 1000.0))
+                .collect();
+            tracing::debug!(rows, phases = %laps.join(" "), "commit phases");
+        }
+    }
+}
+
 struct Writer {
     hooks: Vec<std::sync::Arc<dyn CommitHook>>,
+    /// Recent stored keys (see `store::dedup`); only this thread touches it.
+    dedup: std::cell::RefCell<DedupIndex>,
     conn: Connection,
     wal_path: PathBuf,
     max_commit_rows: usize,
@@ -332,10 +383,14 @@ impl Writer {
     }
 
     /// One transaction for the whole group: de-duplicate, append events and rejects, commit.
+    /// Each phase is timed (`tally_writer_phase_duration_seconds`): the writer is the one
+    /// thread every event passes through, so its phases are where ingest throughput goes.
     fn write_all(&self, group: &[Pending]) -> Result<Vec<WriteOutcome>, StoreError> {
+        let mut phases = Phases::default();
         self.conn.execute_batch("BEGIN TRANSACTION")?;
         let all: Vec<&PricedEvent> = group.iter().flat_map(|p| p.batch.events.iter()).collect();
         let dup = self.find_duplicates(&all)?;
+        phases.lap("dedup");
 
         let fresh: Vec<&PricedEvent> = all
             .iter()
@@ -358,13 +413,16 @@ impl Writer {
                 .map(|(r, _)| r)
                 .collect();
             let batch = arrow::events_batch(&fresh, &received)?;
+            phases.lap("arrow");
             let mut appender = self.conn.appender("events")?;
             appender.append_record_batch(batch)?;
             // An error during the implicit flush on drop would be lost; flush explicitly.
             appender.flush()?;
             drop(appender);
+            phases.lap("append");
             for hook in &self.hooks {
                 hook.after_append(&self.conn, &fresh)?;
+                phases.lap(hook.name());
             }
         }
         // A duplicate from another source fills what the stored copy left empty.
@@ -376,6 +434,7 @@ impl Writer {
             .collect();
         if !dups.is_empty() {
             super::gapfill::fill_gaps(&self.conn, &dups)?;
+            phases.lap("gapfill");
         }
         let has_rejects = group.iter().any(|p| !p.batch.rejects.is_empty());
         if has_rejects {
@@ -395,13 +454,18 @@ impl Writer {
                 }
             }
             appender.flush()?;
+            phases.lap("rejects");
         }
         self.conn.execute_batch("COMMIT")?;
+        phases.lap("commit");
+        // Only committed events may answer later lookups.
+        self.dedup.borrow_mut().insert(fresh.iter().copied());
         if !fresh.is_empty() {
             for hook in &self.hooks {
                 hook.after_commit();
             }
         }
+        phases.report(all.len());
 
         let mut outcomes = Vec::with_capacity(group.len());
         let mut offset = 0;
@@ -420,7 +484,8 @@ impl Writer {
 
     /// Marks each event that repeats an earlier one: by idempotency key or by provider and
     /// provider request id (either matching is enough); within the group first, then against
-    /// stored events near its time.
+    /// stored events near its time — from the index of recent keys when it can tell, else from
+    /// the table.
     fn find_duplicates(&self, events: &[&PricedEvent]) -> Result<Vec<bool>, StoreError> {
         // Keys are per project: a tenant's events never make another tenant's a duplicate (nor
         // reveal, through the duplicate count, that another tenant saw the same call).
@@ -436,9 +501,14 @@ impl Writer {
         };
 
         let mut dup = vec![false; events.len()];
+        let mut seen_ids: HashSet<IdKey> = HashSet::new();
+        let mut seen_requests: HashSet<RequestKey> = HashSet::new();
+        // Keys the table must be asked about, and the time range of their events.
         let mut ids: HashSet<IdKey> = HashSet::new();
         let mut requests: HashSet<RequestKey> = HashSet::new();
+        let mut asked = Vec::new();
         let (mut min_ts, mut max_ts) = (None::<DateTime<Utc>>, None::<DateTime<Utc>>);
+        let index = self.dedup.borrow();
         for (i, e) in events.iter().enumerate() {
             let (id, request) = (id_key(e), request_key(e));
             if id.is_none() && request.is_none() {
@@ -446,19 +516,27 @@ impl Writer {
             }
             // Either key marks a copy: the explicit id (a retry), or provider + provider
             // request id (the same call arriving through another source).
-            let by_id = id.is_some_and(|k| !ids.insert(k));
-            let by_request = request.is_some_and(|k| !requests.insert(k));
+            let by_id = id.as_ref().is_some_and(|k| !seen_ids.insert(k.clone()));
+            let by_request = request
+                .as_ref()
+                .is_some_and(|k| !seen_requests.insert(k.clone()));
             dup[i] = by_id || by_request;
+            if index.verdict(EventKeys::of(e), e.event.ts) == Verdict::New {
+                continue;
+            }
+            ids.extend(id);
+            requests.extend(request);
+            asked.push(i);
             let ts = e.event.ts;
             min_ts = Some(min_ts.map_or(ts, |m| m.min(ts)));
             max_ts = Some(max_ts.map_or(ts, |m| m.max(ts)));
         }
+        drop(index);
         let (Some(min_ts), Some(max_ts)) = (min_ts, max_ts) else {
             return Ok(dup);
         };
         let lo = arrow::ts_string(min_ts - DEDUP_WINDOW);
         let hi = arrow::ts_string(max_ts + DEDUP_WINDOW);
-
         let mut stored_ids: HashSet<IdKey> = HashSet::new();
         if !ids.is_empty() {
             self.conn.execute_batch("DELETE FROM dedup_ids")?;
@@ -509,7 +587,8 @@ impl Writer {
         if stored_ids.is_empty() && stored_requests.is_empty() {
             return Ok(dup);
         }
-        for (i, e) in events.iter().enumerate() {
+        for i in asked {
+            let e = events[i];
             let stored = id_key(e).is_some_and(|k| stored_ids.contains(&k))
                 || request_key(e).is_some_and(|k| stored_requests.contains(&k));
             dup[i] |= stored;

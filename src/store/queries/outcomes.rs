@@ -154,6 +154,10 @@ fn append(
 pub struct EventOutcomes;
 
 impl CommitHook for EventOutcomes {
+    fn name(&self) -> &'static str {
+        "outcomes"
+    }
+
     fn after_append(&self, conn: &Connection, fresh: &[&PricedEvent]) -> Result<(), StoreError> {
         let records: Vec<OutcomeRecord> = fresh
             .iter()
