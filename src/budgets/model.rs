@@ -186,31 +186,37 @@ impl Scope {
 
 /// The values an event has for a dimension (none, one, or its tags).
 pub fn values(e: &PricedEvent, dim: Dimension) -> Vec<&str> {
+    match dim {
+        Dimension::Tag => e.event.dims.tags.iter().map(String::as_str).collect(),
+        _ => value(e, dim).into_iter().collect(),
+    }
+}
+
+/// The event's value for a dimension, without allocating (the rollups ask it for every event
+/// and dimension); for `tag`, the first tag.
+pub fn value(e: &PricedEvent, dim: Dimension) -> Option<&str> {
     let ev = &e.event;
     let d = &ev.dims;
-    fn one(v: Option<&str>) -> Vec<&str> {
-        v.into_iter().collect()
-    }
     match dim {
-        Dimension::UserId => one(d.user_id.as_deref()),
-        Dimension::TeamId => one(d.team_id.as_deref()),
-        Dimension::Project => one(d.project.as_deref()),
-        Dimension::ApiKeyId => one(d.api_key_id.as_deref()),
-        Dimension::CustomerId => one(d.customer_id.as_deref()),
-        Dimension::Feature => one(d.feature.as_deref()),
-        Dimension::Tag => d.tags.iter().map(String::as_str).collect(),
-        Dimension::Model => vec![ev.model.as_str()],
-        Dimension::Provider => one(ev.provider.as_deref()),
-        Dimension::Route => vec![ev.route.as_str()],
-        Dimension::Agent => one(d.agent.as_deref()),
-        Dimension::Status => vec![ev.status.as_str()],
-        Dimension::CostSource => vec![e.cost_source.as_str()],
-        Dimension::TaskId => one(d.task_id.as_deref()),
-        Dimension::RunId => one(d.run_id.as_deref()),
-        Dimension::Operation => vec![ev.operation.as_str()],
-        Dimension::ServiceTier => vec![ev.service_tier.as_str()],
-        Dimension::ErrorType => one(ev.error_type.as_deref()),
-        Dimension::SessionId => one(d.session_id.as_deref()),
+        Dimension::UserId => d.user_id.as_deref(),
+        Dimension::TeamId => d.team_id.as_deref(),
+        Dimension::Project => d.project.as_deref(),
+        Dimension::ApiKeyId => d.api_key_id.as_deref(),
+        Dimension::CustomerId => d.customer_id.as_deref(),
+        Dimension::Feature => d.feature.as_deref(),
+        Dimension::Tag => d.tags.first().map(String::as_str),
+        Dimension::Model => Some(ev.model.as_str()),
+        Dimension::Provider => ev.provider.as_deref(),
+        Dimension::Route => Some(ev.route.as_str()),
+        Dimension::Agent => d.agent.as_deref(),
+        Dimension::Status => Some(ev.status.as_str()),
+        Dimension::CostSource => Some(e.cost_source.as_str()),
+        Dimension::TaskId => d.task_id.as_deref(),
+        Dimension::RunId => d.run_id.as_deref(),
+        Dimension::Operation => Some(ev.operation.as_str()),
+        Dimension::ServiceTier => Some(ev.service_tier.as_str()),
+        Dimension::ErrorType => ev.error_type.as_deref(),
+        Dimension::SessionId => d.session_id.as_deref(),
     }
 }
 

@@ -34,12 +34,13 @@ use crate::domain::event::PricedEvent;
 /// independent of the table's size.
 pub const DEDUP_WINDOW: chrono::Duration = chrono::Duration::days(1);
 
-/// Event time kept behind the newest event: the window, and an hour of slack so the floor
-/// does not move on every commit.
-pub const RETAIN: chrono::Duration = chrono::Duration::hours(25);
+/// Event time kept behind the newest event: the window, plus a day for events that arrive out
+/// of order — concurrent senders of a backfill commit hours of event time apart, and an
+/// event whose window dips below the floor costs a table lookup.
+pub const RETAIN: chrono::Duration = chrono::Duration::hours(48);
 
 const WINDOW_US: i64 = 86_400_000_000;
-const RETAIN_US: i64 = 25 * 3_600_000_000;
+const RETAIN_US: i64 = 48 * 3_600_000_000;
 const MINUTE_US: i64 = 60_000_000;
 
 /// The keys of one event, hashed: its idempotency key and its provider request id, each within

@@ -238,18 +238,35 @@ impl CommitHook for Rollups {
         let mut appended = 0;
         let mut hours = HashSet::new();
         for rollup in ROLLUPS {
-            let mut groups: HashMap<(i64, Vec<Option<&str>>), Sums> = HashMap::new();
+            // Keyed by the dimension values first, so a lookup borrows the event's values and
+            // only a key not seen yet is allocated.
+            let mut groups: HashMap<Vec<Option<&str>>, HashMap<i64, Sums>> = HashMap::new();
+            let mut key: Vec<Option<&str>> = Vec::with_capacity(rollup.dims.len());
             for p in fresh {
                 let hour = p.event.ts.timestamp_micros().div_euclid(HOUR_US);
-                let key: Vec<Option<&str>> = rollup
-                    .dims
-                    .iter()
-                    .map(|d| crate::budgets::model::values(p, *d).first().copied())
-                    .collect();
-                groups.entry((hour, key)).or_default().add(p);
+                key.clear();
+                key.extend(
+                    rollup
+                        .dims
+                        .iter()
+                        .map(|d| crate::budgets::model::value(p, *d)),
+                );
+                match groups.get_mut(key.as_slice()) {
+                    Some(by_hour) => by_hour.entry(hour).or_default().add(p),
+                    None => {
+                        let mut by_hour = HashMap::new();
+                        by_hour.entry(hour).or_insert_with(Sums::default).add(p);
+                        groups.insert(key.clone(), by_hour);
+                    }
+                }
             }
             let mut app = conn.appender(rollup.table)?;
-            for ((hour, key), s) in &groups {
+            let groups = groups
+                .iter()
+                .flat_map(|(key, by_hour)| by_hour.iter().map(move |(h, s)| (h, key, s)));
+            let mut appended_here = 0;
+            for (hour, key, s) in groups {
+                appended_here += 1;
                 let ts = DateTime::<Utc>::from_timestamp_micros(hour * HOUR_US)
                     .map(ts_string)
                     .ok_or_else(|| StoreError::Other(format!("hour {hour} out of range")))?;
@@ -270,7 +287,7 @@ impl CommitHook for Rollups {
                 hours.insert(*hour);
             }
             app.flush()?;
-            appended += groups.len();
+            appended += appended_here;
         }
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.0.extend(hours);
