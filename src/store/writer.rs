@@ -34,6 +34,24 @@ pub struct WriteBatch {
     pub http_request: Option<String>,
     /// The writing key's project, kept with rejects so only that project sees them.
     pub project: Option<String>,
+    /// `events` as the events table's Arrow columns, when the sender built them (see
+    /// [`WriteBatch::prepare`]).
+    pub columns: Option<::arrow::record_batch::RecordBatch>,
+}
+
+impl WriteBatch {
+    /// Builds the events' Arrow columns now, on the caller's thread: the writer is the one
+    /// thread every event passes through, so work that can happen before it should. The
+    /// writer uses them when none of the events turns out to be a duplicate (else it builds
+    /// the fresh events' columns itself).
+    pub fn prepare(mut self) -> Result<Self, StoreError> {
+        if !self.events.is_empty() {
+            let events: Vec<&PricedEvent> = self.events.iter().collect();
+            let received = vec![self.received_at; events.len()];
+            self.columns = Some(arrow::events_batch(&events, &received)?);
+        }
+        Ok(self)
+    }
 }
 
 /// What happened to a batch.
@@ -420,23 +438,35 @@ impl Writer {
             .map(|(e, _)| *e)
             .collect();
         if !fresh.is_empty() {
-            let mut received = Vec::with_capacity(fresh.len());
-            for pending in group {
-                received.extend(std::iter::repeat_n(
-                    pending.batch.received_at,
-                    pending.batch.events.len(),
-                ));
-            }
-            let received: Vec<DateTime<Utc>> = received
-                .into_iter()
-                .zip(&dup)
-                .filter(|(_, d)| !**d)
-                .map(|(r, _)| r)
-                .collect();
-            let batch = arrow::events_batch(&fresh, &received)?;
+            let prepared = group
+                .iter()
+                .all(|p| p.batch.events.is_empty() || p.batch.columns.is_some());
+            let batches = if fresh.len() == all.len() && prepared {
+                group
+                    .iter()
+                    .filter_map(|p| p.batch.columns.clone())
+                    .collect()
+            } else {
+                let mut received = Vec::with_capacity(fresh.len());
+                for pending in group {
+                    received.extend(std::iter::repeat_n(
+                        pending.batch.received_at,
+                        pending.batch.events.len(),
+                    ));
+                }
+                let received: Vec<DateTime<Utc>> = received
+                    .into_iter()
+                    .zip(&dup)
+                    .filter(|(_, d)| !**d)
+                    .map(|(r, _)| r)
+                    .collect();
+                vec![arrow::events_batch(&fresh, &received)?]
+            };
             phases.lap("arrow");
             let mut appender = self.conn.appender("events")?;
-            appender.append_record_batch(batch)?;
+            for batch in batches {
+                appender.append_record_batch(batch)?;
+            }
             // An error during the implicit flush on drop would be lost; flush explicitly.
             appender.flush()?;
             drop(appender);

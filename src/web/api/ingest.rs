@@ -165,7 +165,8 @@ pub async fn ingest(
     let pricer = state.pricer.clone();
     let cfg = cfg.clone();
     let writer = principal.clone();
-    let batch = tokio::task::spawn_blocking(move || {
+    let (http_request, project) = (request_id(&headers), principal.project.clone());
+    let (batch, skipped) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
         let decoded =
             ingest::body::decode(&bytes, encoding.as_deref(), cfg.max_decompressed_bytes)?;
         let limits = Limits {
@@ -180,7 +181,18 @@ pub async fn ingest(
             principal: &writer,
             defaults: &defaults,
         };
-        ingest::parse_body(&decoded, kind, format, &ctx)
+        let parsed = ingest::parse_body(&decoded, kind, format, &ctx)?;
+        count_records(&parsed, "unknown");
+        let batch = WriteBatch {
+            events: parsed.events,
+            rejects: parsed.rejects,
+            received_at,
+            http_request,
+            project,
+            columns: None,
+        }
+        .prepare()?;
+        Ok((batch, parsed.skipped))
     })
     .await
     .map_err(|e| Error::Internal(anyhow::anyhow!("ingest task failed: {e}")))??;
@@ -190,22 +202,10 @@ pub async fn ingest(
         .iter()
         .map(RejectedRecord::from_reject)
         .collect();
-    let skipped = batch.skipped;
     if !rejected.is_empty() {
         tracing::info!(rejected = rejected.len(), first = %rejected[0].error, "records rejected");
     }
-    count_records(&batch, "unknown");
-    let outcome = state
-        .store
-        .writer()
-        .write(WriteBatch {
-            events: batch.events,
-            rejects: batch.rejects,
-            received_at,
-            http_request: request_id(&headers),
-            project: principal.project.clone(),
-        })
-        .await;
+    let outcome = state.store.writer().write(batch).await;
     count_outcome(&outcome);
     let outcome = outcome?;
     Ok(Json(IngestAnswer {

@@ -120,6 +120,7 @@ pub async fn traces(
             received_at,
             http_request: request_id(&headers),
             project: principal.project.clone(),
+            columns: None,
         })
         .await;
     super::ingest::count_outcome(&outcome);
