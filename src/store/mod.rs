@@ -173,6 +173,14 @@ pub(crate) fn open_connection(path: &Path, cfg: &StorageConfig) -> anyhow::Resul
         .enable_autoload_extension(false)?
         .with("autoinstall_known_extensions", "false")?
         .with("memory_limit", &cfg.memory_limit)?
+        // DuckDB's own automatic checkpoint (16 MiB of WAL by default) runs inside a COMMIT and
+        // rewrites every row group appended to since the last one: under steady ingest that
+        // recompressed each row group several times as it filled. One threshold, Tally's, now
+        // decides both DuckDB's and the writer's explicit checkpoints.
+        .with(
+            "checkpoint_threshold",
+            format!("{}KiB", (cfg.checkpoint_wal_bytes / 1024).max(1)),
+        )?
         // New files use the running release's storage format, which unlocks its compact string
         // and integer encodings (the default stays compatible with old releases).
         .with("storage_compatibility_version", "latest")?;
