@@ -95,6 +95,13 @@ pub struct BenchArgs {
     /// Keep the NDJSON file and the databases.
     #[arg(long)]
     pub keep: bool,
+    /// Stop after the ingest measurements (throughput, disk, memory): for profiling ingest.
+    #[arg(long)]
+    pub ingest_only: bool,
+    /// The servers' log filter (`RUST_LOG`); `tally::store::writer=debug` shows each commit's
+    /// phases.
+    #[arg(long, default_value = "warn")]
+    pub server_log: String,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json_out: Option<PathBuf>,

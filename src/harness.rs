@@ -22,7 +22,8 @@ pub struct LoopbackServer {
 
 impl LoopbackServer {
     /// Starts `tally serve` on `data_dir` with `key` as its admin key and `envs` added to its
-    /// environment (settings as `TALLY_*` variables), and waits until it listens.
+    /// environment (settings as `TALLY_*` variables, `RUST_LOG`), and waits until it listens.
+    /// Its log lines are passed on to stderr, prefixed.
     pub fn start(data_dir: &Path, key: &str, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the tally binary")?;
         let mut cmd = Command::new(exe);

@@ -146,26 +146,50 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
     let key = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let data_dir = work.join("tally");
     eprintln!("bench: HTTP ingest, {} clients", args.clients);
-    let server = LoopbackServer::start(&data_dir, &key, &[])?;
+    let log = [("RUST_LOG", args.server_log.as_str())];
+    let server = LoopbackServer::start(&data_dir, &key, &log)?;
     let api = Api::new(&server.url, &key)?;
     let ingest = rt.block_on(ingest(&api, &traffic, args.clients))?;
+    eprintln!(
+        "bench: {} events in {:.1} s = {:.0} events/s (DuckDB read_json: {:.0} rows/s)",
+        ingest.events,
+        ingest.elapsed.as_secs_f64(),
+        ingest.events as f64 / ingest.elapsed.as_secs_f64(),
+        loader.rows as f64 / loader.elapsed.as_secs_f64()
+    );
     let ingest_rss = server.peak_rss_bytes();
     drop(traffic);
     server.stop()?;
     let db_bytes = std::fs::metadata(data_dir.join("tally.duckdb"))?.len();
+    if args.ingest_only {
+        eprintln!(
+            "bench: {:.1} bytes/event after checkpoint (DuckDB loader: {:.1}); peak RSS {:.0} MiB",
+            db_bytes as f64 / ingest.events as f64,
+            loader.file_bytes as f64 / loader.rows as f64,
+            ingest_rss.unwrap_or(0) as f64 / 1048576.0
+        );
+        return Ok(json!({"events": ingest.events,
+            "tally_events_per_s": ingest.events as f64 / ingest.elapsed.as_secs_f64(),
+            "duckdb_read_json_rows_per_s": loader.rows as f64 / loader.elapsed.as_secs_f64(),
+            "tally_bytes_per_event": db_bytes as f64 / ingest.events as f64,
+            "peak_rss_bytes": ingest_rss}));
+    }
 
     let from = end - chrono::Duration::days(i64::from(data::DAYS));
     let queries = overview_queries(from);
     eprintln!("bench: overview queries from the raw events (baseline)");
-    let raw_server =
-        LoopbackServer::start(&data_dir, &key, &[("TALLY_STORAGE__USE_ROLLUPS", "false")])?;
+    let raw_server = LoopbackServer::start(
+        &data_dir,
+        &key,
+        &[log[0], ("TALLY_STORAGE__USE_ROLLUPS", "false")],
+    )?;
     let raw_api = Api::new(&raw_server.url, &key)?;
     let raw = rt.block_on(probes::time_queries(&raw_api, &queries, 1, args.query_runs))?;
     let raw_rss = raw_server.peak_rss_bytes();
     raw_server.stop()?;
 
     eprintln!("bench: overview queries as served");
-    let server = LoopbackServer::start(&data_dir, &key, &[])?;
+    let server = LoopbackServer::start(&data_dir, &key, &log)?;
     let api = Api::new(&server.url, &key)?;
     let served = rt.block_on(probes::time_queries(&api, &queries, 2, args.query_runs))?;
     for ((name, _), ((_, a), (_, b))) in queries.iter().zip(served.iter().zip(&raw)) {
