@@ -6,6 +6,7 @@ use duckdb::types::Value;
 use duckdb::{Connection, OptionalExt};
 use rust_decimal::Decimal;
 
+use super::costs::Source;
 use super::tasks::{relation, Unit};
 use super::{decimal, from_micros, where_clause, Sql};
 use crate::analytics::params::{Common, Filter};
@@ -52,7 +53,8 @@ pub struct RunListRow {
     pub output_tokens: i64,
 }
 
-/// A page of runs and how many match in all.
+/// A page of runs and how many match in all, from the materialised runs or (`source` =
+/// [`Source::Events`]) computed from the events.
 pub fn list(
     conn: &Connection,
     c: &Common,
@@ -60,6 +62,7 @@ pub fn list(
     descending: bool,
     offset: usize,
     open_cutoff: DateTime<Utc>,
+    source: Source,
 ) -> Result<(Vec<RunListRow>, i64), StoreError> {
     let mut sql = Sql::default();
     sql.push(
@@ -69,7 +72,14 @@ pub fn list(
          outcome, state, coalesce(input_tokens, 0)::BIGINT, coalesce(output_tokens, 0)::BIGINT, \
          count(*) OVER () FROM ",
     );
-    relation(&mut sql, Unit::Run, &c.range, &c.filters, open_cutoff);
+    relation(
+        &mut sql,
+        Unit::Run,
+        &c.range,
+        &c.filters,
+        open_cutoff,
+        source,
+    );
     sql.push(" u");
     where_clause(&mut sql, &c.range, &c.filters);
     sql.push(" ORDER BY ")
@@ -121,7 +131,14 @@ pub fn list(
         // Past the last page: the window count saw no rows, so count on its own.
         let mut sql = Sql::default();
         sql.push("SELECT count(*) FROM ");
-        relation(&mut sql, Unit::Run, &c.range, &c.filters, open_cutoff);
+        relation(
+            &mut sql,
+            Unit::Run,
+            &c.range,
+            &c.filters,
+            open_cutoff,
+            source,
+        );
         sql.push(" u");
         where_clause(&mut sql, &c.range, &c.filters);
         total = conn.query_row(
