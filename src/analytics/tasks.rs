@@ -284,15 +284,27 @@ pub async fn query_from(
     let q2 = q.clone();
     let (rows, total) = store
         .read(move |conn| {
+            let total = queries::tasks::total(conn, &q2.common, cutoff, source)?;
             let rows = if q2.common.interval != Interval::None && buckets.is_empty() {
                 Vec::new()
+            } else if q2.common.group_by.is_empty() && q2.common.interval == Interval::None {
+                // The one group of an ungrouped question is the total: aggregating every
+                // task a second time would double the cost of the commonest question.
+                let group = queries::tasks::TaskGroupRow {
+                    keys: Vec::new(),
+                    bucket: None,
+                    measures: total.clone(),
+                };
+                // As `grouped` answers: no group when there is no task.
+                if total.tasks > 0 {
+                    vec![group]
+                } else {
+                    Vec::new()
+                }
             } else {
                 queries::tasks::grouped(conn, &q2.common, &buckets, cutoff, source)?
             };
-            Ok((
-                rows,
-                queries::tasks::total(conn, &q2.common, cutoff, source)?,
-            ))
+            Ok((rows, total))
         })
         .await?;
     let mut rows: Vec<TaskRow> = rows
