@@ -386,6 +386,21 @@ pub fn relation(
     sql.push(")");
 }
 
+/// Pushes `(<relation rows>)` of the materialised units whose row ids `rowids` selects (SQL
+/// pushed by the closure, over [`Unit::table`]), with the same columns as [`relation`].
+pub(crate) fn relation_of_rows(
+    sql: &mut Sql,
+    unit: Unit,
+    open_cutoff: DateTime<Utc>,
+    rowids: impl FnOnce(&mut Sql),
+) {
+    sql.push("(");
+    push_relation_select(sql, open_cutoff);
+    sql.push(unit.table()).push(" WHERE rowid IN (");
+    rowids(sql);
+    sql.push("))");
+}
+
 /// Aggregates over the (filtered, possibly tag-unnested and bucketed) unit relation `e`.
 const AGGREGATES: &str = "
     count(*)::BIGINT,
