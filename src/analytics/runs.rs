@@ -23,6 +23,7 @@ use super::params::{self, Common, Filter, ParamError};
 use super::time::Interval;
 use super::{dec_json, opt_dec_json, Table, Tabular};
 use crate::domain::dimension::Dimension;
+use crate::store::queries::costs::Source;
 use crate::store::queries::runs::{self as sql, CallRow, LatestOutcome, RunListRow, ORDERS};
 use crate::store::Store;
 
@@ -88,8 +89,18 @@ pub struct RunList {
     pub total: i64,
 }
 
-/// Lists runs.
+/// Lists runs from the materialised units.
 pub async fn list(store: &Store, q: RunListQuery) -> Result<RunList, QueryError> {
+    list_from(store, q, Source::Auto).await
+}
+
+/// Lists runs from `source`: the materialised units ([`Source::Auto`]) or the raw events
+/// ([`Source::Events`], the reference).
+pub async fn list_from(
+    store: &Store,
+    q: RunListQuery,
+    source: Source,
+) -> Result<RunList, QueryError> {
     let (key, descending) = match &q.common.order {
         Some(o) => (o.key.clone(), o.descending),
         None => ("cost".to_string(), true),
@@ -102,7 +113,11 @@ pub async fn list(store: &Store, q: RunListQuery) -> Result<RunList, QueryError>
     let cutoff = q.now - q.open_timeout;
     let q2 = q.clone();
     let (runs, total) = store
-        .read(move |conn| sql::list(conn, &q2.common, order_sql, descending, q2.offset, cutoff))
+        .read(move |conn| {
+            sql::list(
+                conn, &q2.common, order_sql, descending, q2.offset, cutoff, source,
+            )
+        })
         .await?;
     Ok(RunList {
         query: q,

@@ -28,6 +28,7 @@ use super::costs::{format_ts, QueryError, MAX_BUCKETS};
 use super::params::{self, Common, ParamError};
 use super::time::{self, Interval};
 use super::{dec_json, opt_dec_json, quotient, Table, Tabular, QUOTIENT_SCALE};
+use crate::store::queries::costs::Source;
 use crate::store::{queries, Store};
 
 /// Names `order` may use besides group keys.
@@ -253,8 +254,18 @@ pub struct TaskAnswer {
     pub truncated: bool,
 }
 
-/// Answers a tasks question.
+/// Answers a tasks question from the materialised units.
 pub async fn query(store: &Store, q: TaskQuery) -> Result<TaskAnswer, QueryError> {
+    query_from(store, q, Source::Auto).await
+}
+
+/// Answers a tasks question from `source`: the materialised units ([`Source::Auto`]) or the
+/// raw events ([`Source::Events`], the reference).
+pub async fn query_from(
+    store: &Store,
+    q: TaskQuery,
+    source: Source,
+) -> Result<TaskAnswer, QueryError> {
     let c = &q.common;
     let (mut from, mut to) = (c.range.from, c.range.to);
     let mut buckets = Vec::new();
@@ -273,12 +284,27 @@ pub async fn query(store: &Store, q: TaskQuery) -> Result<TaskAnswer, QueryError
     let q2 = q.clone();
     let (rows, total) = store
         .read(move |conn| {
+            let total = queries::tasks::total(conn, &q2.common, cutoff, source)?;
             let rows = if q2.common.interval != Interval::None && buckets.is_empty() {
                 Vec::new()
+            } else if q2.common.group_by.is_empty() && q2.common.interval == Interval::None {
+                // The one group of an ungrouped question is the total: aggregating every
+                // task a second time would double the cost of the commonest question.
+                let group = queries::tasks::TaskGroupRow {
+                    keys: Vec::new(),
+                    bucket: None,
+                    measures: total.clone(),
+                };
+                // As `grouped` answers: no group when there is no task.
+                if total.tasks > 0 {
+                    vec![group]
+                } else {
+                    Vec::new()
+                }
             } else {
-                queries::tasks::grouped(conn, &q2.common, &buckets, cutoff)?
+                queries::tasks::grouped(conn, &q2.common, &buckets, cutoff, source)?
             };
-            Ok((rows, queries::tasks::total(conn, &q2.common, cutoff)?))
+            Ok((rows, total))
         })
         .await?;
     let mut rows: Vec<TaskRow> = rows

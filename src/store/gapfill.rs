@@ -7,7 +7,8 @@
 //! touched, so totals do not change when a second copy arrives. It runs inside the writer's
 //! transaction, after the batch's fresh events are appended, so a copy that arrives in the same
 //! batch as its original fills it too. A retry that repeats the same fields matches rows but
-//! changes none (the update only touches rows with a gap it can fill).
+//! changes none (the update only touches rows with a gap it can fill). The hourly rollups and
+//! the task and run units of the filled rows are recomputed in the same transaction.
 
 use duckdb::{params, Connection};
 
@@ -137,6 +138,33 @@ pub(super) fn fill_gaps(
          GROUP BY rid",
         agg = agg.join(", "),
     ))?;
+    // The units of the stored copies before and after the fill: a filled task_id or run_id
+    // moves a call to another unit. Both are staged now, the second from the values the update
+    // will set, because the update may give the rows new row ids (DuckDB updates a row with a
+    // list column, `tags`, by deleting and re-inserting it).
+    let (lo, hi): (Option<String>, Option<String>) = conn.query_row(
+        "SELECT min(ets)::VARCHAR, max(ets)::VARCHAR FROM gapfill_m",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return Ok(0); // no stored copy in the window: nothing to fill
+    };
+    // The time bound lets DuckDB skip row groups; the row ids then pick the copies.
+    let copies = format!(
+        "events e JOIN gapfill_m m ON e.rowid = m.rid
+         WHERE e.ts BETWEEN CAST('{lo}' AS TIMESTAMPTZ) AND CAST('{hi}' AS TIMESTAMPTZ)"
+    );
+    super::units::stage_calls(conn, &copies)?;
+    super::units::stage_calls_as(
+        conn,
+        &copies,
+        [
+            "coalesce(e.task_id, m.task_id)",
+            "coalesce(e.run_id, m.run_id)",
+            "coalesce(e.trace_id, m.trace_id)",
+        ],
+    )?;
     let sql = format!(
         "UPDATE events SET {set},
              tags = CASE WHEN len(events.tags) = 0 AND m.tags IS NOT NULL
@@ -156,6 +184,11 @@ pub(super) fn fill_gaps(
             rows.collect::<Result<Vec<i64>, _>>()?
         };
         super::rollup::rebuild_hours(conn, &super::rollup::hours_of(micros))?;
+        // A filled feature, agent or id changes a unit's first call or moves a call between
+        // units: recompute the units staged above.
+        super::units::refresh_touched(conn)?;
+    } else {
+        super::units::discard_touched(conn)?;
     }
     Ok(updated)
 }

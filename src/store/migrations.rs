@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "rollups",
         include_str!("../../schemas/migrations/0007_rollups.sql"),
     ),
+    (
+        8,
+        "units",
+        include_str!("../../schemas/migrations/0008_units.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest schema.

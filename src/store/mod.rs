@@ -13,6 +13,7 @@ pub mod queries;
 pub mod reader;
 pub mod recovery;
 pub mod rollup;
+pub mod units;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -56,8 +57,8 @@ impl Store {
     }
 
     /// Like [`Store::open`], with work the writer runs inside every commit that adds events.
-    /// Storing the events' `task_outcome`s is always among it, so no way of opening the store
-    /// can drop them.
+    /// Storing the events' `task_outcome`s and maintaining the rollups and the units are always
+    /// among it, so no way of opening the store can drop them.
     pub fn open_with_hooks(
         data_dir: &Path,
         cfg: &StorageConfig,
@@ -66,6 +67,8 @@ impl Store {
         let hooks: Vec<Arc<dyn CommitHook>> = [
             Arc::new(queries::outcomes::EventOutcomes) as Arc<dyn CommitHook>,
             Arc::new(rollup::Rollups::default()),
+            // After EventOutcomes: a unit recomputed here reads the outcomes its calls carried.
+            Arc::new(units::Units),
         ]
         .into_iter()
         .chain(hooks)
@@ -94,6 +97,7 @@ impl Store {
         };
         migrations::apply(&conn).context("database migration failed")?;
         rollup::ensure_built(&conn).context("cannot build the hourly rollups")?;
+        units::ensure_built(&conn).context("cannot build the task and run units")?;
         let writer_conn = conn
             .try_clone()
             .context("cannot open the writer connection")?;

@@ -5,7 +5,8 @@
 //! [`CommitHook`]), so the arrival sequence (`seq`, the tie-breaker between outcomes with the
 //! same timestamp) can be assigned as `max(seq) + 1…` without a race. Outcomes of events are
 //! written in the events' own transaction, after their de-duplication, so a resent event never
-//! adds a second outcome.
+//! adds a second outcome. The materialised tasks and runs of the outcomes' tasks take their
+//! (possibly new) winning outcome in the same transaction (`store::units`).
 
 use std::collections::HashSet;
 
@@ -145,7 +146,13 @@ fn append(
         ])?;
     }
     app.flush()?;
-    Ok(())
+    drop(app);
+    // The materialised tasks and runs carry their winning outcome.
+    let keys: Vec<(&str, &str)> = outcomes
+        .iter()
+        .map(|o| (o.project.as_str(), o.task_id.as_str()))
+        .collect();
+    crate::store::units::outcomes_changed(conn, &keys)
 }
 
 /// Writes the `task_outcome` of fresh events as outcome rows in the events' transaction. The

@@ -1,5 +1,5 @@
 //! SQL that writes re-priced costs back to events (run on the writer, inside one
-//! transaction, by `analytics::reprice::apply`).
+//! transaction, by `analytics::reprice::apply`), with the rollups and units they change.
 
 use duckdb::{params, Connection};
 use rust_decimal::Decimal;
@@ -64,6 +64,8 @@ pub fn update(conn: &Connection, updates: &[Update]) -> Result<usize, StoreError
         let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
         rows.collect::<Result<Vec<i64>, _>>()?
     };
+    // …and the sums of their tasks and runs (re-pricing never moves a call between units).
+    crate::store::units::stage_calls(conn, "events e JOIN reprice_updates u ON e.rowid = u.rid")?;
     let n = conn.execute(
         "UPDATE events SET computed_cost = u.computed_cost, custom_cost = u.custom_cost,
              cost = u.cost, cost_source = u.cost_source, price_id = u.price_id,
@@ -73,5 +75,6 @@ pub fn update(conn: &Connection, updates: &[Update]) -> Result<usize, StoreError
     )?;
     conn.execute_batch("DELETE FROM reprice_updates")?;
     crate::store::rollup::rebuild_hours(conn, &crate::store::rollup::hours_of(micros))?;
+    crate::store::units::refresh_touched(conn)?;
     Ok(n)
 }

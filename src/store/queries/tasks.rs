@@ -12,15 +12,21 @@
 //! (matched against its `id`, `request_id` or `span_id`). The winning outcome is the latest by
 //! outcome timestamp, ties by arrival; without one the unit is `open` while its last call is
 //! newer than the cut-off, else `unknown`.
+//!
+//! Queries read these rows from the tables `task_units` and `run_units`, which the writer keeps
+//! with the SQL here ([`push_units_base`], [`stored_projection`]; see `store::units`); the same
+//! SQL over the raw events ([`Source::Events`]) is the reference they are tested against.
 
 use chrono::{DateTime, Utc};
 use duckdb::types::Value;
 use duckdb::Connection;
 
+use super::costs::Source;
 use super::{decimal, from_micros, where_clause, Sql};
 use crate::analytics::params::{Common, Filter, TimeRange};
 use crate::analytics::tasks::TaskMeasures;
 use crate::domain::dimension::Dimension;
+use crate::store::arrow::ts_string;
 use crate::store::StoreError;
 
 /// What a relation row stands for.
@@ -31,6 +37,9 @@ pub enum Unit {
 }
 
 impl Unit {
+    /// Both kinds, in the order the writer maintains them.
+    pub const ALL: [Unit; 2] = [Unit::Task, Unit::Run];
+
     /// The key columns in precedence order.
     fn key_columns(self) -> [&'static str; 3] {
         match self {
@@ -39,14 +48,48 @@ impl Unit {
         }
     }
 
-    fn key_expr(self, alias: &str) -> String {
-        let [a, b, c] = self.key_columns();
-        format!("coalesce({alias}{a}, {alias}{b}, {alias}{c})")
+    /// The unit key of an events row: `coalesce(<alias>task_id, …)` in precedence order.
+    pub(crate) fn key_expr(self, alias: &str) -> String {
+        self.key_of(
+            &format!("{alias}task_id"),
+            &format!("{alias}run_id"),
+            &format!("{alias}trace_id"),
+        )
+    }
+
+    /// The unit key from SQL expressions for a call's `task_id`, `run_id` and `trace_id`.
+    pub(crate) fn key_of(self, task_id: &str, run_id: &str, trace_id: &str) -> String {
+        match self {
+            Unit::Task => format!("coalesce({task_id}, {run_id}, {trace_id})"),
+            Unit::Run => format!("coalesce({run_id}, {task_id}, {trace_id})"),
+        }
+    }
+
+    /// The table that holds this kind of unit materialised (see `store::units`).
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Unit::Task => "task_units",
+            Unit::Run => "run_units",
+        }
+    }
+
+    /// The column of [`Unit::table`] holding the unit key.
+    pub(crate) fn key_column(self) -> &'static str {
+        self.key_columns()[0]
+    }
+
+    /// The column of [`Unit::table`] holding the `task_id` of the outcomes that are the unit's:
+    /// a task's own key; for a run, its first call's task (several runs of a task share it).
+    pub(crate) fn outcome_key_column(self) -> &'static str {
+        match self {
+            Unit::Task => "task_id",
+            Unit::Run => "outcome_task_id",
+        }
     }
 }
 
-/// Columns of the first call kept for the unit (besides `ts`).
-const FIRST_COLUMNS: [&str; 20] = [
+/// Columns of the first call kept for the unit (besides `ts`), under the events' names.
+const FIRST_COLUMNS: [&str; 19] = [
     "user_id",
     "team_id",
     "api_key_id",
@@ -66,7 +109,24 @@ const FIRST_COLUMNS: [&str; 20] = [
     "service_tier",
     "error_type",
     "session_id",
-    "received_at",
+];
+
+/// First-call columns an outcome fills when the call has none.
+const FROM_OUTCOME: [&str; 3] = ["feature", "user_id", "customer_id"];
+
+/// Columns computed over a unit's calls (besides the first call's).
+const OF_CALLS: [&str; 11] = [
+    "id_kind",
+    "calls",
+    "errors",
+    "retries",
+    "fallbacks",
+    "calls_cost",
+    "retry_cost",
+    "wasted_calls",
+    "unpriced_calls",
+    "input_tokens",
+    "output_tokens",
 ];
 
 /// ` AND (project = ? OR …)` for a project filter, pushed into every scan: a unit never spans
@@ -90,23 +150,38 @@ fn project_condition(sql: &mut Sql, project: Option<&Filter>, column: &str) {
     sql.push(")");
 }
 
-/// Pushes `(<one row per unit>)`. Columns: `ts` (first call), `last_ts`, `ended_us`, every
-/// dimension column under its events name, `id_kind`, `calls`, `errors`, `retries`,
-/// `fallbacks`, `calls_cost`, `retry_cost`, `wasted_calls`, `unpriced_calls`,
-/// `input_tokens`, `output_tokens`, `outcome`, `state`, `value`, `rework_cost`.
-///
-/// `range` only prunes: units with a call in it are read (with all their calls); the caller's
-/// `where_clause` then keeps those whose first call is in it.
-pub fn relation(
-    sql: &mut Sql,
-    unit: Unit,
-    range: &TimeRange,
-    filters: &[Filter],
-    open_cutoff: DateTime<Utc>,
-) {
-    let project = filters.iter().find(|f| f.dim == Dimension::Project);
+/// Which calls a computation of units from the events reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Calls<'a> {
+    /// Units with a call in `range` (with all of their calls, wherever they fall), within the
+    /// project filter: the reference path of a query.
+    Query {
+        range: &'a TimeRange,
+        project: Option<&'a Filter>,
+    },
+    /// The units named in the writer's scratch table `units_keys (k_project, k_uk)`, all of
+    /// whose calls lie in `[lo, hi]` (see `store::units`). The bounds are what lets DuckDB skip
+    /// row groups by their min/max timestamps.
+    Keys {
+        lo: DateTime<Utc>,
+        hi: DateTime<Utc>,
+    },
+    /// Every unit.
+    All,
+}
+
+/// `CAST('<ts>' AS TIMESTAMPTZ)` as literal text: the writer's statements run as batches.
+fn ts_literal(ts: DateTime<Utc>) -> String {
+    format!("CAST('{}' AS TIMESTAMPTZ)", ts_string(ts))
+}
+
+/// Pushes `WITH te …, base AS (…)`: `base` has one row per unit of `calls`, with `ts` (first
+/// call), `last_ts`, `ended_us`, `project`, the first call's [`FIRST_COLUMNS`] (its own
+/// feature, user and customer: no outcome yet), the [`OF_CALLS`], and `okey`, the `task_id` of the
+/// outcomes that are the unit's.
+pub(crate) fn push_units_base(sql: &mut Sql, unit: Unit, calls: Calls<'_>) {
     let key_e = unit.key_expr("e.");
-    sql.push("(WITH te AS (SELECT e.rowid AS rid, e.project AS project, ")
+    sql.push("WITH te AS (SELECT e.rowid AS rid, e.project AS project, ")
         .push(&key_e)
         .push(
             " AS uk, e.ts, e.received_at, e.idem_key, e.request_id, e.span_id, e.retry_of, \
@@ -115,26 +190,43 @@ pub fn relation(
              e.output + e.audio_out + e.image_out AS output_tokens \
              FROM events e",
         );
-    if range.from.is_some() || range.to.is_some() {
-        // Only units with a call in the range can have their first call in it.
-        sql.push(" JOIN (SELECT DISTINCT project AS kp, ")
-            .push(&unit.key_expr(""))
-            .push(" AS kk FROM events WHERE ")
-            .push(&unit.key_expr(""))
-            .push(" IS NOT NULL");
-        if let Some(from) = range.from {
-            sql.push(" AND ts >= ").bind_ts(from);
+    match calls {
+        Calls::Query { range, project } => {
+            if range.from.is_some() || range.to.is_some() {
+                // Only units with a call in the range can have their first call in it.
+                sql.push(" JOIN (SELECT DISTINCT project AS kp, ")
+                    .push(&unit.key_expr(""))
+                    .push(" AS kk FROM events WHERE ")
+                    .push(&unit.key_expr(""))
+                    .push(" IS NOT NULL");
+                if let Some(from) = range.from {
+                    sql.push(" AND ts >= ").bind_ts(from);
+                }
+                if let Some(to) = range.to {
+                    sql.push(" AND ts < ").bind_ts(to);
+                }
+                project_condition(sql, project, "project");
+                sql.push(") k ON e.project = k.kp AND ")
+                    .push(&key_e)
+                    .push(" = k.kk");
+            }
+            sql.push(" WHERE ").push(&key_e).push(" IS NOT NULL");
+            project_condition(sql, project, "e.project");
         }
-        if let Some(to) = range.to {
-            sql.push(" AND ts < ").bind_ts(to);
+        Calls::Keys { lo, hi } => {
+            sql.push(" JOIN units_keys k ON e.project IS NOT DISTINCT FROM k.k_project AND ")
+                .push(&key_e)
+                .push(" = k.k_uk WHERE e.ts >= ")
+                .push(&ts_literal(lo))
+                .push(" AND e.ts <= ")
+                .push(&ts_literal(hi));
         }
-        project_condition(sql, project, "project");
-        sql.push(") k ON e.project = k.kp AND ")
-            .push(&key_e)
-            .push(" = k.kk");
+        Calls::All => {
+            sql.push(" WHERE ").push(&key_e).push(" IS NOT NULL");
+        }
     }
-    sql.push(" WHERE ").push(&key_e).push(" IS NOT NULL");
-    project_condition(sql, project, "e.project");
+    // Ties between calls at the same instant are broken by arrival, then ids, then row id
+    // (append order), so the first call is the same whichever way the units are computed.
     sql.push(
         "), refs AS (SELECT DISTINCT project, uk, r FROM (\
              SELECT project, uk, retry_of AS r FROM te UNION ALL \
@@ -144,8 +236,10 @@ pub fn relation(
              UNION SELECT te.rid FROM te JOIN refs ON refs.project = te.project AND refs.uk = te.uk AND refs.r = te.request_id \
              UNION SELECT te.rid FROM te JOIN refs ON refs.project = te.project AND refs.uk = te.uk AND refs.r = te.span_id), \
          agg AS (SELECT te.project, te.uk, \
-         arg_min(te.rid, (te.ts, te.received_at, te.idem_key, te.request_id, te.span_id)) AS frid, \
-         min(te.ts) AS first_ts, arg_min(te.agent, te.ts) AS any_agent, max(te.ts) AS last_ts, \
+         arg_min(te.rid, (te.ts, te.received_at, te.idem_key, te.request_id, te.span_id, te.rid)) AS frid, \
+         min(te.ts) AS first_ts, \
+         arg_min(te.agent, (te.ts, te.received_at, te.idem_key, te.request_id, te.span_id, te.rid)) AS any_agent, \
+         max(te.ts) AS last_ts, \
          max(epoch_us(te.ts) + coalesce(te.latency_ms, 0)::BIGINT * 1000) AS ended_us, \
          count(*) AS calls, \
          count(*) FILTER (WHERE te.status = 'error') AS errors, \
@@ -158,50 +252,153 @@ pub fn relation(
          sum(te.input_tokens) AS input_tokens, sum(te.output_tokens) AS output_tokens \
          FROM te LEFT JOIN (SELECT DISTINCT rid FROM linked) l ON l.rid = te.rid \
          GROUP BY te.project, te.uk), \
-         oc AS (SELECT project, task_id AS ok, outcome, value, rework_cost, feature, user_id, customer_id \
-         FROM outcomes WHERE TRUE",
-    );
-    project_condition(sql, project, "project");
-    sql.push(
-        " QUALIFY row_number() OVER (PARTITION BY project, task_id ORDER BY ts DESC, seq DESC) = 1) \
-         SELECT a.first_ts AS ts, a.last_ts, a.ended_us, a.project AS project",
+         base AS (SELECT a.first_ts AS ts, a.last_ts, a.ended_us, a.project AS project",
     );
     // The first call's columns are read back by its row id: far cheaper than carrying twenty
     // columns through the aggregate as a struct (measured 385 ms → 75 ms on the demo data).
-    let f = |c: &str| format!("fe.{c}");
     for c in FIRST_COLUMNS {
         let expr = match (c, unit) {
-            ("received_at", _) => continue,
-            ("feature" | "user_id" | "customer_id", _) => format!("coalesce({}, oc.{c})", f(c)),
             ("task_id", Unit::Task) | ("run_id", Unit::Run) => "a.uk".to_string(),
-            ("agent", _) => format!("coalesce({}, a.any_agent)", f(c)),
-            _ => f(c),
+            ("agent", _) => "coalesce(fe.agent, a.any_agent)".to_string(),
+            _ => format!("fe.{c}"),
         };
         sql.push(", ").push(&expr).push(" AS ").push(c);
     }
     let [k1, k2, _] = unit.key_columns();
     sql.push(&format!(
-        ", CASE WHEN {} IS NOT NULL THEN '{k1}' WHEN {} IS NOT NULL THEN '{k2}' ELSE 'trace_id' END AS id_kind",
-        f(k1),
-        f(k2)
+        ", CASE WHEN fe.{k1} IS NOT NULL THEN '{k1}' WHEN fe.{k2} IS NOT NULL THEN '{k2}' ELSE 'trace_id' END AS id_kind"
     ));
     sql.push(
         ", a.calls, a.errors, a.retries, a.fallbacks, a.calls_cost, a.retry_cost, a.wasted_calls, \
-         a.unpriced_calls, a.input_tokens, a.output_tokens, oc.outcome, \
-         CASE WHEN oc.outcome IS NOT NULL THEN oc.outcome WHEN a.last_ts >= ",
-    )
-    .bind_ts(open_cutoff)
-    .push(
-        " THEN 'open' ELSE 'unknown' END AS state, oc.value, oc.rework_cost \
-         FROM agg a JOIN events fe ON fe.rowid = a.frid \
-         LEFT JOIN oc ON oc.project = a.project AND oc.ok = ",
+         a.unpriced_calls, a.input_tokens, a.output_tokens, ",
     );
-    match unit {
-        Unit::Task => sql.push("a.uk"),
+    sql.push(match unit {
+        Unit::Task => "a.uk",
         // A run's outcome is its task's: several runs of one task share it.
-        Unit::Run => sql.push(&format!("coalesce({}, a.uk)", f("task_id"))),
-    };
+        Unit::Run => "coalesce(fe.task_id, a.uk)",
+    });
+    sql.push(" AS okey FROM agg a JOIN events fe ON fe.rowid = a.frid");
+    if let Calls::Keys { lo, hi } = calls {
+        // The first call is one of the unit's calls, so it lies in the same bounds.
+        sql.push(" WHERE fe.ts >= ")
+            .push(&ts_literal(lo))
+            .push(" AND fe.ts <= ")
+            .push(&ts_literal(hi));
+    }
     sql.push(")");
+}
+
+/// The columns of [`Unit::table`] in the order [`stored_projection`] yields them.
+pub(crate) fn stored_columns(unit: Unit) -> Vec<&'static str> {
+    let mut cols = vec!["ts", "last_ts", "ended_us", "project"];
+    cols.extend(FIRST_COLUMNS);
+    cols.extend(OF_CALLS);
+    cols.extend(["call_feature", "call_user_id", "call_customer_id"]);
+    if unit == Unit::Run {
+        cols.push("outcome_task_id");
+    }
+    cols.extend(["outcome", "value", "rework_cost"]);
+    cols
+}
+
+/// A stored unit row from `base b` (see [`push_units_base`]) and its winning outcome `oc`
+/// (`outcome, value, rework_cost, feature, user_id, customer_id`; NULLs when none).
+pub(crate) fn stored_projection(unit: Unit) -> String {
+    let mut exprs: Vec<String> = ["ts", "last_ts", "ended_us", "project"]
+        .iter()
+        .map(|c| format!("b.{c}"))
+        .collect();
+    for c in FIRST_COLUMNS {
+        exprs.push(if FROM_OUTCOME.contains(&c) {
+            format!("coalesce(b.{c}, oc.{c}) AS {c}")
+        } else {
+            format!("b.{c}")
+        });
+    }
+    exprs.extend(OF_CALLS.iter().map(|c| format!("b.{c}")));
+    exprs.extend(FROM_OUTCOME.iter().map(|c| format!("b.{c} AS call_{c}")));
+    if unit == Unit::Run {
+        exprs.push("b.okey AS outcome_task_id".into());
+    }
+    exprs.extend([
+        "oc.outcome".into(),
+        "oc.value".into(),
+        "oc.rework_cost".into(),
+    ]);
+    exprs.join(", ")
+}
+
+/// `SELECT <relation columns> FROM ` over stored-shaped rows, deciding the state: the winning
+/// outcome, else `open` while the last call is newer than the cut-off, else `unknown`.
+fn push_relation_select(sql: &mut Sql, open_cutoff: DateTime<Utc>) {
+    sql.push("SELECT ts, last_ts, ended_us, project, ")
+        .push(&FIRST_COLUMNS.join(", "))
+        .push(", ")
+        .push(&OF_CALLS.join(", "))
+        .push(", outcome, CASE WHEN outcome IS NOT NULL THEN outcome WHEN last_ts >= ")
+        .bind_ts(open_cutoff)
+        .push(" THEN 'open' ELSE 'unknown' END AS state, value, rework_cost FROM ");
+}
+
+/// Pushes `(<one row per unit>)`. Columns: `ts` (first call), `last_ts`, `ended_us`, every
+/// dimension column under its events name, `id_kind`, `calls`, `errors`, `retries`,
+/// `fallbacks`, `calls_cost`, `retry_cost`, `wasted_calls`, `unpriced_calls`,
+/// `input_tokens`, `output_tokens`, `outcome`, `state`, `value`, `rework_cost`.
+///
+/// `source` picks where the rows come from: [`Source::Auto`] reads the materialised unit
+/// tables the writer keeps (see `store::units`); [`Source::Events`] computes them from the
+/// events and outcomes in the query — the reference the tables are tested against. Either way
+/// the same projection decides the state, so the columns and their types are the same.
+///
+/// `range` only prunes: the caller's `where_clause` keeps the units whose first call is in it.
+pub fn relation(
+    sql: &mut Sql,
+    unit: Unit,
+    range: &TimeRange,
+    filters: &[Filter],
+    open_cutoff: DateTime<Utc>,
+    source: Source,
+) {
+    let project = filters.iter().find(|f| f.dim == Dimension::Project);
+    sql.push("(");
+    match source {
+        Source::Auto => {
+            push_relation_select(sql, open_cutoff);
+            sql.push(unit.table()).push(" WHERE TRUE");
+            project_condition(sql, project, "project");
+        }
+        Source::Events => {
+            push_units_base(sql, unit, Calls::Query { range, project });
+            sql.push(
+                ", oc AS (SELECT project, task_id AS ok, outcome, value, rework_cost, feature, \
+                 user_id, customer_id FROM outcomes WHERE TRUE",
+            );
+            project_condition(sql, project, "project");
+            sql.push(
+                " QUALIFY row_number() OVER (PARTITION BY project, task_id ORDER BY ts DESC, seq DESC) = 1) ",
+            );
+            push_relation_select(sql, open_cutoff);
+            sql.push("(SELECT ")
+                .push(&stored_projection(unit))
+                .push(" FROM base b LEFT JOIN oc ON oc.project = b.project AND oc.ok = b.okey) s");
+        }
+    }
+    sql.push(")");
+}
+
+/// Pushes `(<relation rows>)` of the materialised units whose row ids `rowids` selects (SQL
+/// pushed by the closure, over [`Unit::table`]), with the same columns as [`relation`].
+pub(crate) fn relation_of_rows(
+    sql: &mut Sql,
+    unit: Unit,
+    open_cutoff: DateTime<Utc>,
+    rowids: impl FnOnce(&mut Sql),
+) {
+    sql.push("(");
+    push_relation_select(sql, open_cutoff);
+    sql.push(unit.table()).push(" WHERE rowid IN (");
+    rowids(sql);
+    sql.push("))");
 }
 
 /// Aggregates over the (filtered, possibly tag-unnested and bucketed) unit relation `e`.
@@ -241,6 +438,7 @@ pub fn grouped(
     c: &Common,
     buckets: &[DateTime<Utc>],
     open_cutoff: DateTime<Utc>,
+    source: Source,
 ) -> Result<Vec<TaskGroupRow>, StoreError> {
     let mut sql = Sql::default();
     sql.push("SELECT ");
@@ -261,7 +459,14 @@ pub fn grouped(
         }
     }
     sql.push(" FROM ");
-    relation(&mut sql, Unit::Task, &c.range, &c.filters, open_cutoff);
+    relation(
+        &mut sql,
+        Unit::Task,
+        &c.range,
+        &c.filters,
+        open_cutoff,
+        source,
+    );
     sql.push(" u");
     where_clause(&mut sql, &c.range, &c.filters);
     sql.push(") e");
@@ -310,10 +515,18 @@ pub fn total(
     conn: &Connection,
     c: &Common,
     open_cutoff: DateTime<Utc>,
+    source: Source,
 ) -> Result<TaskMeasures, StoreError> {
     let mut sql = Sql::default();
     sql.push("SELECT ").push(AGGREGATES).push(" FROM ");
-    relation(&mut sql, Unit::Task, &c.range, &c.filters, open_cutoff);
+    relation(
+        &mut sql,
+        Unit::Task,
+        &c.range,
+        &c.filters,
+        open_cutoff,
+        source,
+    );
     sql.push(" e");
     where_clause(&mut sql, &c.range, &c.filters);
     let mut stmt = conn.prepare(&sql.text)?;

@@ -1,0 +1,558 @@
+//! Materialised units of work: the tables `task_units` and `run_units`, one row per task and
+//! per run, that `/api/v1/tasks`, `/api/v1/runs` and the tasks page scan instead of grouping
+//! every call at query time.
+//!
+//! What a unit is (keys, first-call dimensions, wasted calls, winning outcome) is defined once,
+//! in the SQL of `store::queries::tasks`; this module only decides *which* units to recompute
+//! with it and when. Everything here runs on the writer's connection inside the transaction of
+//! the write that changes a unit, so a reader never sees events without their units:
+//!
+//! - **calls change** (appended events through the commit hook [`Units`], gap-fill from a
+//!   duplicate, re-pricing): the units of the touched calls — their keys of both kinds, before
+//!   and after the change — are deleted and recomputed from *all* their calls. The events scan
+//!   is bounded by time so DuckDB skips row groups: a touched unit's calls lie between the
+//!   earlier of its stored first call and the touched calls, and the later of its stored last
+//!   call and the touched calls. That bound is exact, not a guess.
+//! - **outcomes arrive** ([`outcomes_changed`], from `queries::outcomes`): the winning outcome
+//!   of each named task is copied into the units that take it, without reading any call.
+//!
+//! The time-dependent state (open vs unknown) is never stored; queries derive it from
+//! `last_ts`. A database from before the tables existed gets them built once on start
+//! ([`ensure_built`]).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use duckdb::{params, Connection};
+
+use super::arrow::ts_string;
+use super::queries::tasks::{push_units_base, stored_columns, stored_projection, Calls, Unit};
+use super::queries::Sql;
+use super::{CommitHook, StoreError};
+use crate::domain::event::PricedEvent;
+
+/// Scratch tables of the connection (temporary tables are per connection, so each entry point
+/// creates what it uses): the touched calls' keys of both kinds with their time span, and the
+/// keys of one kind being recomputed.
+const SCRATCH: &str = "
+    CREATE TEMP TABLE IF NOT EXISTS units_touched (
+        t_project VARCHAR, t_task VARCHAR, t_run VARCHAR, t_lo TIMESTAMPTZ, t_hi TIMESTAMPTZ);
+    CREATE TEMP TABLE IF NOT EXISTS units_keys (
+        k_project VARCHAR, k_uk VARCHAR, k_lo TIMESTAMPTZ, k_hi TIMESTAMPTZ);";
+
+/// Adds the calls of `from` (SQL naming `events e`, with any joins and `WHERE`) to the touched
+/// set that [`refresh_touched`] recomputes.
+pub(crate) fn stage_calls(conn: &Connection, from: &str) -> Result<(), StoreError> {
+    stage_calls_as(conn, from, ["e.task_id", "e.run_id", "e.trace_id"])
+}
+
+/// Like [`stage_calls`], with the calls' `task_id`, `run_id` and `trace_id` given as SQL
+/// expressions: the ids an update is about to give them.
+pub(crate) fn stage_calls_as(
+    conn: &Connection,
+    from: &str,
+    [task_id, run_id, trace_id]: [&str; 3],
+) -> Result<(), StoreError> {
+    conn.execute_batch(SCRATCH)?;
+    conn.execute_batch(&format!(
+        "INSERT INTO units_touched
+             SELECT e.project, {}, {}, min(e.ts), max(e.ts) FROM {from} GROUP BY ALL",
+        Unit::Task.key_of(task_id, run_id, trace_id),
+        Unit::Run.key_of(task_id, run_id, trace_id),
+    ))?;
+    Ok(())
+}
+
+/// Forgets the staged calls (an update that changed nothing).
+pub(crate) fn discard_touched(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(SCRATCH)?;
+    conn.execute_batch("DELETE FROM units_touched")?;
+    Ok(())
+}
+
+/// Stages fresh events, one row per (project, task key, run key) with its time span.
+fn stage_events(conn: &Connection, fresh: &[&PricedEvent]) -> Result<bool, StoreError> {
+    type Key<'a> = (Option<&'a str>, &'a str, &'a str);
+    let mut spans: HashMap<Key<'_>, (DateTime<Utc>, DateTime<Utc>)> = HashMap::new();
+    for p in fresh {
+        let d = &p.event.dims;
+        let (task, run, trace) = (
+            d.task_id.as_deref(),
+            d.run_id.as_deref(),
+            d.trace_id.as_deref(),
+        );
+        // The same precedence as `Unit::key_expr`; a call with none of the ids is in no unit.
+        let (Some(tk), Some(rk)) = (task.or(run).or(trace), run.or(task).or(trace)) else {
+            continue;
+        };
+        let ts = p.event.ts;
+        spans
+            .entry((d.project.as_deref(), tk, rk))
+            .and_modify(|(lo, hi)| {
+                *lo = (*lo).min(ts);
+                *hi = (*hi).max(ts);
+            })
+            .or_insert((ts, ts));
+    }
+    if spans.is_empty() {
+        return Ok(false);
+    }
+    conn.execute_batch(SCRATCH)?;
+    let mut app = conn.appender("units_touched")?;
+    for ((project, tk, rk), (lo, hi)) in &spans {
+        app.append_row(params![project, tk, rk, ts_string(*lo), ts_string(*hi)])?;
+    }
+    app.flush()?;
+    Ok(true)
+}
+
+/// Recomputes the units of every staged call, of both kinds, then clears the staging.
+pub(crate) fn refresh_touched(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(SCRATCH)?;
+    for unit in Unit::ALL {
+        let column = match unit {
+            Unit::Task => "t_task",
+            Unit::Run => "t_run",
+        };
+        conn.execute_batch(&format!(
+            "DELETE FROM units_keys;
+             INSERT INTO units_keys
+                 SELECT t_project, {column}, min(t_lo), max(t_hi) FROM units_touched
+                 WHERE {column} IS NOT NULL GROUP BY ALL;"
+        ))?;
+        let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
+            "SELECT epoch_us(min(k_lo)), epoch_us(max(k_hi)) FROM units_keys",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (Some(mut lo), Some(mut hi)) = (lo, hi) else {
+            continue;
+        };
+        // The stored rows go, and tell how far back and forward their calls reach.
+        let table = unit.table();
+        {
+            let mut stmt = conn.prepare_cached(&format!(
+                "DELETE FROM {table} USING units_keys
+                 WHERE {table}.project IS NOT DISTINCT FROM k_project AND {table}.{key} = k_uk
+                 RETURNING epoch_us(ts), epoch_us(last_ts)",
+                key = unit.key_column(),
+            ))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (first, last) = row?;
+                lo = lo.min(first);
+                hi = hi.max(last);
+            }
+        }
+        let bound = |us: i64| {
+            DateTime::<Utc>::from_timestamp_micros(us)
+                .ok_or_else(|| StoreError::Other(format!("timestamp {us} µs out of range")))
+        };
+        conn.execute_batch(&materialise(
+            unit,
+            Calls::Keys {
+                lo: bound(lo)?,
+                hi: bound(hi)?,
+            },
+        ))?;
+    }
+    conn.execute_batch("DELETE FROM units_touched; DELETE FROM units_keys;")?;
+    Ok(())
+}
+
+/// SQL that computes the units of `calls` from the events and appends them, with their winning
+/// outcomes, to the unit table (the caller removed their old rows).
+fn materialise(unit: Unit, calls: Calls<'_>) -> String {
+    let mut sql = Sql::default();
+    sql.push("CREATE OR REPLACE TEMP TABLE units_base AS ");
+    push_units_base(&mut sql, unit, calls);
+    sql.push(" SELECT * FROM base;\n");
+    // Only the outcomes of these units are ranked: the table of outcomes may be large.
+    sql.push(&format!(
+        "INSERT INTO {table} ({columns})
+         SELECT {projection} FROM units_base b LEFT JOIN (
+             SELECT o.project, o.task_id AS ok, o.outcome, o.value, o.rework_cost, o.feature,
+                    o.user_id, o.customer_id
+             FROM outcomes o
+             JOIN (SELECT DISTINCT project, okey FROM units_base) u
+               ON u.project = o.project AND u.okey = o.task_id
+             QUALIFY row_number() OVER (PARTITION BY o.project, o.task_id
+                                        ORDER BY o.ts DESC, o.seq DESC) = 1
+         ) oc ON oc.project = b.project AND oc.ok = b.okey;
+         DROP TABLE units_base;",
+        table = unit.table(),
+        columns = stored_columns(unit).join(", "),
+        projection = stored_projection(unit),
+    ));
+    debug_assert!(sql.params.is_empty(), "writer SQL carries literals only");
+    sql.text
+}
+
+/// Copies the winning outcome of each `(project, task_id)` into the units that take their
+/// outcome from it (a task, and every run whose first call names the task), and fills their
+/// feature, user and customer from it where the first call has none. Run it after storing new
+/// outcomes, in the same transaction.
+pub(crate) fn outcomes_changed(conn: &Connection, keys: &[(&str, &str)]) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS units_outcome_keys (o_project VARCHAR, o_task VARCHAR);
+         DELETE FROM units_outcome_keys;",
+    )?;
+    {
+        let mut app = conn.appender("units_outcome_keys")?;
+        for (project, task) in keys {
+            app.append_row(params![project, task])?;
+        }
+        app.flush()?;
+    }
+    conn.execute_batch(
+        "CREATE OR REPLACE TEMP TABLE units_oc AS
+             SELECT o.project, o.task_id, o.outcome, o.value, o.rework_cost, o.feature,
+                    o.user_id, o.customer_id
+             FROM outcomes o
+             JOIN (SELECT DISTINCT o_project, o_task FROM units_outcome_keys) k
+               ON k.o_project = o.project AND k.o_task = o.task_id
+             QUALIFY row_number() OVER (PARTITION BY o.project, o.task_id
+                                        ORDER BY o.ts DESC, o.seq DESC) = 1;",
+    )?;
+    for unit in Unit::ALL {
+        let table = unit.table();
+        conn.execute_batch(&format!(
+            "UPDATE {table} SET outcome = oc.outcome, value = oc.value,
+                 rework_cost = oc.rework_cost,
+                 feature = coalesce(call_feature, oc.feature),
+                 user_id = coalesce(call_user_id, oc.user_id),
+                 customer_id = coalesce(call_customer_id, oc.customer_id)
+             FROM units_oc oc
+             WHERE {table}.project = oc.project AND {table}.{okey} = oc.task_id;",
+            okey = unit.outcome_key_column(),
+        ))?;
+    }
+    conn.execute_batch("DROP TABLE units_oc; DELETE FROM units_outcome_keys;")?;
+    Ok(())
+}
+
+/// Recomputes every unit from the events (the caller holds a transaction).
+pub fn rebuild(conn: &Connection) -> Result<(), StoreError> {
+    for unit in Unit::ALL {
+        conn.execute_batch(&format!("DELETE FROM {};", unit.table()))?;
+        conn.execute_batch(&materialise(unit, Calls::All))?;
+    }
+    Ok(())
+}
+
+/// Builds the unit tables from every stored event, once: on the first start after the
+/// migration that added them (a database from before keeps its tasks and runs answerable).
+pub fn ensure_built(conn: &Connection) -> Result<(), StoreError> {
+    let built: bool = conn
+        .query_row("SELECT bool_and(built) FROM units_state", [], |r| {
+            r.get::<_, Option<bool>>(0)
+        })?
+        .unwrap_or(false);
+    if built {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let result = rebuild(conn).and_then(|()| {
+        conn.execute_batch("UPDATE units_state SET built = true")?;
+        Ok(())
+    });
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "built the task and run units from the stored events"
+    );
+    Ok(())
+}
+
+/// The commit hook that keeps the units of appended events: see the module documentation.
+/// Registered after `EventOutcomes`, so outcomes carried by the same events are already stored
+/// when the units are recomputed.
+pub struct Units;
+
+impl CommitHook for Units {
+    fn after_append(&self, conn: &Connection, fresh: &[&PricedEvent]) -> Result<(), StoreError> {
+        if stage_events(conn, fresh)? {
+            refresh_touched(conn)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::analytics::params::pairs;
+    use crate::analytics::runs::{self, RunListQuery};
+    use crate::analytics::tasks::{self, TaskQuery, TaskRow};
+    use crate::domain::dimension::Dimension;
+    use crate::store::queries::costs::Source;
+    use crate::store::queries::runs::ORDERS;
+    use crate::store::Store;
+
+    const TIMEOUT: Duration = Duration::hours(2);
+
+    fn by_group(mut rows: Vec<TaskRow>) -> Vec<TaskRow> {
+        rows.sort_by(|a, b| (&a.keys, a.bucket).cmp(&(&b.keys, b.bucket)));
+        rows
+    }
+
+    /// Asks a tasks question of the raw events and of the unit tables; both must agree on
+    /// every group and the total. Returns the number of groups.
+    async fn same_tasks(store: &Store, query: &str, now: DateTime<Utc>) -> usize {
+        let q = TaskQuery::parse(&pairs(Some(query)), TIMEOUT, now).unwrap();
+        let raw = tasks::query_from(store, q.clone(), Source::Events)
+            .await
+            .unwrap();
+        let stored = tasks::query_from(store, q, Source::Auto).await.unwrap();
+        assert!(raw.total.tasks > 0, "{query}: the demo has tasks");
+        assert!(!raw.truncated && !stored.truncated, "{query}");
+        assert_eq!(stored.total, raw.total, "{query}: total");
+        let (raw, stored) = (by_group(raw.rows), by_group(stored.rows));
+        assert_eq!(stored.len(), raw.len(), "{query}: groups");
+        for (s, r) in stored.iter().zip(&raw) {
+            assert_eq!((&s.keys, s.bucket), (&r.keys, r.bucket), "{query}");
+            assert_eq!(
+                s.measures, r.measures,
+                "{query}: {:?} {:?}",
+                r.keys, r.bucket
+            );
+        }
+        raw.len()
+    }
+
+    /// The run list both ways: the same runs with the same numbers, in the same order of the
+    /// sort key (rows that tie on it may come in another order).
+    async fn same_runs(store: &Store, query: &str, now: DateTime<Utc>) {
+        let q = RunListQuery::parse(&pairs(Some(query)), TIMEOUT, now).unwrap();
+        let raw = runs::list_from(store, q.clone(), Source::Events)
+            .await
+            .unwrap();
+        let stored = runs::list_from(store, q, Source::Auto).await.unwrap();
+        assert!(raw.total > 0, "{query}: the demo has runs");
+        assert_eq!(stored.total, raw.total, "{query}: total");
+        let text = |rows: &[crate::store::queries::runs::RunListRow]| {
+            let mut v: Vec<String> = rows.iter().map(|r| format!("{r:?}")).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(text(&stored.runs), text(&raw.runs), "{query}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn units_answer_like_the_events_for_every_group_by_on_demo_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Default::default()).unwrap();
+        let pricer = crate::pricing::Pricer::builtin(&Default::default()).unwrap();
+        let cfg = crate::demo::DemoConfig {
+            days: 20,
+            ..crate::demo::DemoConfig::default()
+        };
+        crate::demo::load::load(&store, &pricer, &cfg)
+            .await
+            .unwrap();
+        // Some tasks of the last hours are still open, older ones without an outcome unknown.
+        let now = cfg.end + Duration::minutes(30);
+        let mid = crate::store::arrow::ts_string(cfg.end - Duration::days(7));
+
+        for round in ["maintained while loading", "rebuilt from the events"] {
+            eprintln!("comparing the units {round}");
+            for dim in Dimension::ALL {
+                for interval in ["none", "day"] {
+                    let query = format!("group_by={}&interval={interval}&limit=100000", dim.name());
+                    same_tasks(&store, &query, now).await;
+                }
+            }
+            for query in [
+                "",
+                "group_by=feature,model&interval=week&limit=100000",
+                "group_by=customer_id&feature=support-chat&limit=100000",
+                "group_by=tag&status=error,success&limit=100000",
+                &format!("group_by=feature&from={mid}&interval=hour&limit=100000"),
+                &format!("group_by=agent&to={mid}&project=dev-tools,support-bot&limit=100000"),
+            ] {
+                same_tasks(&store, query, now).await;
+            }
+            for (order, _) in ORDERS {
+                same_runs(&store, &format!("order={order}&limit=100000"), now).await;
+            }
+            same_runs(&store, &format!("from={mid}&limit=100000"), now).await;
+            same_runs(
+                &store,
+                "project=dev-tools&order=calls:asc&limit=100000",
+                now,
+            )
+            .await;
+            store.writer().exec(rebuild).await.unwrap();
+        }
+        // The demo exercises what the maintenance must get right.
+        let (open, wasted, outcomes): (i64, i64, i64) = store
+            .read(move |conn| {
+                Ok(conn.query_row(
+                    "SELECT count(*) FILTER (WHERE outcome IS NULL),
+                            sum(wasted_calls)::BIGINT, count(outcome) FROM task_units",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert!(
+            open > 0 && wasted > 0 && outcomes > 0,
+            "{open} {wasted} {outcomes}"
+        );
+    }
+
+    /// Median wall time of `f` over `n` runs, in milliseconds.
+    async fn median_ms<F, Fut>(n: usize, mut f: F) -> f64
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let started = std::time::Instant::now();
+            f().await;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        times[n / 2]
+    }
+
+    /// Timings at about 10M events and 3M tasks: the 30-day demo, its ids renamed in
+    /// `TALLY_UNITS_COPIES` (default 83) copies. A measurement, not a check:
+    /// `cargo test --release --locked units_at_scale -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a benchmark that builds ~10M events (minutes, several GB of disk)"]
+    async fn units_at_scale() {
+        let copies: i64 = std::env::var("TALLY_UNITS_COPIES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(83);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::StorageConfig {
+            memory_limit: "8GB".into(),
+            ..Default::default()
+        };
+        let store = Store::open(dir.path(), &cfg).unwrap();
+        let pricer = crate::pricing::Pricer::builtin(&Default::default()).unwrap();
+        let demo = crate::demo::DemoConfig {
+            end: crate::demo::DemoConfig::default().end - Duration::days(1),
+            ..crate::demo::DemoConfig::default()
+        };
+        crate::demo::load::load(&store, &pricer, &demo)
+            .await
+            .unwrap();
+        let ids = [
+            "idem_key",
+            "request_id",
+            "task_id",
+            "run_id",
+            "trace_id",
+            "span_id",
+            "parent_span_id",
+            "retry_of",
+            "fallback_from",
+        ];
+        let renamed: Vec<String> = ids
+            .iter()
+            .map(|c| format!("{c} || '~' || i AS {c}"))
+            .collect();
+        let started = std::time::Instant::now();
+        store
+            .writer()
+            .exec(move |conn| {
+                conn.execute_batch(&format!(
+                    "INSERT INTO events SELECT * EXCLUDE (i) REPLACE ({renamed})
+                         FROM events, range(1, {copies}) r(i) ORDER BY ts;
+                     INSERT INTO outcomes SELECT * EXCLUDE (i)
+                         REPLACE (task_id || '~' || i AS task_id, idem_key || '~' || i AS idem_key,
+                                  seq + i * 100000000 AS seq)
+                         FROM outcomes, range(1, {copies}) r(i) ORDER BY ts;",
+                    renamed = renamed.join(", ")
+                ))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        eprintln!("replicated in {:.1} s", started.elapsed().as_secs_f64());
+        let started = std::time::Instant::now();
+        store.writer().exec(rebuild).await.unwrap();
+        eprintln!(
+            "rebuilt the units in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        store.writer().checkpoint().await.unwrap();
+        let (events, tasks, runs): (i64, i64, i64) = store
+            .read(|conn| {
+                Ok(conn.query_row(
+                    "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM task_units),
+                            (SELECT count(*) FROM run_units)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        eprintln!("{events} events, {tasks} tasks, {runs} runs");
+
+        let now = Utc::now();
+        for query in [
+            "",
+            "group_by=feature",
+            "group_by=feature&interval=day",
+            "group_by=user_id",
+        ] {
+            let q = TaskQuery::parse(&pairs(Some(query)), TIMEOUT, now).unwrap();
+            let ms = median_ms(5, || {
+                let q = q.clone();
+                let store = store.clone();
+                async move {
+                    tasks::query(&store, q).await.unwrap();
+                }
+            })
+            .await;
+            eprintln!("/api/v1/tasks?{query}: {ms:.1} ms");
+        }
+        for query in ["", "order=calls", "feature=support-chat"] {
+            let q = RunListQuery::parse(&pairs(Some(query)), TIMEOUT, now).unwrap();
+            let ms = median_ms(5, || {
+                let q = q.clone();
+                let store = store.clone();
+                async move {
+                    runs::list(&store, q).await.unwrap();
+                }
+            })
+            .await;
+            eprintln!("/api/v1/runs?{query}: {ms:.1} ms");
+        }
+
+        // A day of new traffic on top, in the demo's commits of 20,000 events.
+        let day = crate::demo::DemoConfig {
+            seed: 7,
+            days: 1,
+            ..crate::demo::DemoConfig::default()
+        };
+        let started = std::time::Instant::now();
+        let loaded = crate::demo::load::load(&store, &pricer, &day)
+            .await
+            .unwrap();
+        eprintln!(
+            "loaded one more day ({} events, {} outcomes) in {:.2} s",
+            loaded.accepted,
+            loaded.outcomes,
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
