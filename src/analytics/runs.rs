@@ -89,9 +89,9 @@ pub struct RunList {
     pub total: i64,
 }
 
-/// Lists runs from the materialised units.
+/// Lists runs from the materialised units (the raw events with `storage.use_rollups = false`).
 pub async fn list(store: &Store, q: RunListQuery) -> Result<RunList, QueryError> {
-    list_from(store, q, Source::Auto).await
+    list_from(store, q, store.source()).await
 }
 
 /// Lists runs from `source`: the materialised units ([`Source::Auto`]) or the raw events

@@ -254,9 +254,10 @@ pub struct TaskAnswer {
     pub truncated: bool,
 }
 
-/// Answers a tasks question from the materialised units.
+/// Answers a tasks question from the materialised units (the raw events with
+/// `storage.use_rollups = false`).
 pub async fn query(store: &Store, q: TaskQuery) -> Result<TaskAnswer, QueryError> {
-    query_from(store, q, Source::Auto).await
+    query_from(store, q, store.source()).await
 }
 
 /// Answers a tasks question from `source`: the materialised units ([`Source::Auto`]) or the

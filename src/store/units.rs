@@ -280,6 +280,10 @@ pub fn ensure_built(conn: &Connection) -> Result<(), StoreError> {
 pub struct Units;
 
 impl CommitHook for Units {
+    fn name(&self) -> &'static str {
+        "units"
+    }
+
     fn after_append(&self, conn: &Connection, fresh: &[&PricedEvent]) -> Result<(), StoreError> {
         if stage_events(conn, fresh)? {
             refresh_touched(conn)?;
