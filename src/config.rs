@@ -116,9 +116,9 @@ pub struct StorageConfig {
     /// table (about 13 bytes each; see `store::dedup`). Past it, older events are checked
     /// against the table instead: slower, never wrong.
     pub dedup_index_keys: usize,
-    /// Answer from the pre-aggregated hourly rollups when they can. `false` answers every
-    /// query from the raw events: slower, for checking the rollups or measuring against them
-    /// (`tally bench` does).
+    /// Answer from the pre-computed tables — the hourly rollups, the task and run units — when
+    /// they can. `false` answers every query from the raw events: slower, for checking them or
+    /// measuring against them (`tally bench` does).
     pub use_rollups: bool,
     /// Set by `tally serve --discard-damaged-wal` for one start only, never from a file: a
     /// standing setting would discard the next damaged WAL without anyone deciding to.
