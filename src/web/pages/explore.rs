@@ -348,7 +348,19 @@ pub async fn page(
             .filter(|(k, _)| k.parse::<Dimension>().is_ok() || k == "order" || k == "limit")
             .cloned()
             .collect(),
-        csv_link: format!("/explore.csv?{}", raw.as_deref().unwrap_or("")),
+        // A rolling range ("30d") moves with the clock; the download pins the instants this
+        // page answered so the CSV is exactly the table on screen, however late it is clicked.
+        csv_link: link(
+            &params,
+            &["range", "from", "to", "tz"],
+            &[
+                ("range", "custom"),
+                ("from", &range.from.to_rfc3339()),
+                ("to", &range.to.to_rfc3339()),
+                ("tz", range.tz.name()),
+            ],
+        )
+        .replacen("/explore?", "/explore.csv?", 1),
         api_link: format!("/api/v1/costs?{api_params}"),
         keep,
         range,
