@@ -101,3 +101,11 @@ CREATE TABLE run_units (
 -- has built them from the events already there.
 CREATE TABLE units_state (built BOOLEAN NOT NULL);
 INSERT INTO units_state VALUES (false);
+
+-- Calls and outcomes committed since the units were last brought up to date. The writer adds
+-- to them in the transaction of each write that changes a unit, and folds them into the unit
+-- tables in batches (store::units): before any read of tasks or runs, and whenever enough
+-- have gathered. Being tables, not memory, they survive a crash with the events they stand for.
+CREATE TABLE units_pending (
+    t_project VARCHAR, t_task VARCHAR, t_run VARCHAR, t_lo TIMESTAMPTZ, t_hi TIMESTAMPTZ);
+CREATE TABLE units_outcomes_pending (o_project VARCHAR, o_task VARCHAR);

@@ -101,6 +101,9 @@ pub async fn list_from(
     q: RunListQuery,
     source: Source,
 ) -> Result<RunList, QueryError> {
+    if source == Source::Auto {
+        store.units_current().await?;
+    }
     let (key, descending) = match &q.common.order {
         Some(o) => (o.key.clone(), o.descending),
         None => ("cost".to_string(), true),

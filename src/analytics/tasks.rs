@@ -267,6 +267,9 @@ pub async fn query_from(
     q: TaskQuery,
     source: Source,
 ) -> Result<TaskAnswer, QueryError> {
+    if source == Source::Auto {
+        store.units_current().await?;
+    }
     let c = &q.common;
     let (mut from, mut to) = (c.range.from, c.range.to);
     let mut buckets = Vec::new();

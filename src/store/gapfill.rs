@@ -155,6 +155,9 @@ pub(super) fn fill_gaps(
         "events e JOIN gapfill_m m ON e.rowid = m.rid
          WHERE e.ts BETWEEN CAST('{lo}' AS TIMESTAMPTZ) AND CAST('{hi}' AS TIMESTAMPTZ)"
     );
+    // A filled feature, agent or id changes a unit's first call or moves a call between units:
+    // the units before and after the fill are recomputed (rows the update leaves as they were
+    // are recomputed unchanged).
     super::units::stage_calls(conn, &copies)?;
     super::units::stage_calls_as(
         conn,
@@ -184,11 +187,6 @@ pub(super) fn fill_gaps(
             rows.collect::<Result<Vec<i64>, _>>()?
         };
         super::rollup::rebuild_hours(conn, &super::rollup::hours_of(micros))?;
-        // A filled feature, agent or id changes a unit's first call or moves a call between
-        // units: recompute the units staged above.
-        super::units::refresh_touched(conn)?;
-    } else {
-        super::units::discard_touched(conn)?;
     }
     Ok(updated)
 }

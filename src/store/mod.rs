@@ -68,7 +68,7 @@ impl Store {
             Arc::new(queries::outcomes::EventOutcomes) as Arc<dyn CommitHook>,
             Arc::new(rollup::Rollups::default()),
             // After EventOutcomes: a unit recomputed here reads the outcomes its calls carried.
-            Arc::new(units::Units),
+            Arc::new(units::Units::default()),
         ]
         .into_iter()
         .chain(hooks)
@@ -127,6 +127,18 @@ impl Store {
     /// the raw events (`storage.use_rollups = false`).
     pub fn source(&self) -> queries::costs::Source {
         self.inner.source
+    }
+
+    /// Folds whatever the writer recorded as pending into the task and run units, so a read
+    /// that follows sees every committed call and outcome (see `store::units`). Cheap when
+    /// nothing is pending.
+    pub async fn units_current(&self) -> Result<(), StoreError> {
+        if self.read(units::is_pending).await? {
+            self.writer()
+                .exec(|conn| units::refresh_pending(conn).map(|_| ()))
+                .await?;
+        }
+        Ok(())
     }
 
     /// The writer's queue.

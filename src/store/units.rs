@@ -4,23 +4,32 @@
 //!
 //! What a unit is (keys, first-call dimensions, wasted calls, winning outcome) is defined once,
 //! in the SQL of `store::queries::tasks`; this module only decides *which* units to recompute
-//! with it and when. Everything here runs on the writer's connection inside the transaction of
-//! the write that changes a unit, so a reader never sees events without their units:
+//! with it and when.
 //!
-//! - **calls change** (appended events through the commit hook [`Units`], gap-fill from a
-//!   duplicate, re-pricing): the units of the touched calls — their keys of both kinds, before
-//!   and after the change — are deleted and recomputed from *all* their calls. The events scan
-//!   is bounded by time so DuckDB skips row groups: a touched unit's calls lie between the
-//!   earlier of its stored first call and the touched calls, and the later of its stored last
-//!   call and the touched calls. That bound is exact, not a guess.
-//! - **outcomes arrive** ([`outcomes_changed`], from `queries::outcomes`): the winning outcome
-//!   of each named task is copied into the units that take it, without reading any call.
+//! Every write that changes a unit records what it touched in `units_pending` (calls) or
+//! `units_outcomes_pending` (outcomes), in its own transaction, so the record is as durable as
+//! the write. Recomputing is deferred and batched ([`refresh_pending`], on the writer): a
+//! refresh reads the unit tables whole to find the stored rows, and paying that on every
+//! commit doubled the writer's cost per event and grew with the tables. It runs
+//!
+//! - before every read of tasks or runs that finds anything pending ([`Store::units_current`]
+//!   (crate::store::Store::units_current)), so answers are always exact;
+//! - whenever [`REFRESH_AFTER`] pending rows have gathered (the [`Units`] hook), so a read
+//!   rarely waits for much;
+//! - on start, for whatever a crash left pending.
+//!
+//! A refresh deletes the units of the touched calls — their keys of both kinds, before and
+//! after a change — and recomputes them from *all* their calls, scanning events only between
+//! the earlier of the stored first call and the touched calls and the later of the stored last
+//! call and the touched calls (exact, not a guess), so DuckDB skips row groups. Then it copies
+//! each named task's winning outcome into the units that take it, without reading any call.
 //!
 //! The time-dependent state (open vs unknown) is never stored; queries derive it from
 //! `last_ts`. A database from before the tables existed gets them built once on start
 //! ([`ensure_built`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use duckdb::{params, Connection};
@@ -40,8 +49,8 @@ const SCRATCH: &str = "
     CREATE TEMP TABLE IF NOT EXISTS units_keys (
         k_project VARCHAR, k_uk VARCHAR, k_lo TIMESTAMPTZ, k_hi TIMESTAMPTZ);";
 
-/// Adds the calls of `from` (SQL naming `events e`, with any joins and `WHERE`) to the touched
-/// set that [`refresh_touched`] recomputes.
+/// Records the units of the calls of `from` (SQL naming `events e`, with any joins and
+/// `WHERE`) as pending.
 pub(crate) fn stage_calls(conn: &Connection, from: &str) -> Result<(), StoreError> {
     stage_calls_as(conn, from, ["e.task_id", "e.run_id", "e.trace_id"])
 }
@@ -53,9 +62,8 @@ pub(crate) fn stage_calls_as(
     from: &str,
     [task_id, run_id, trace_id]: [&str; 3],
 ) -> Result<(), StoreError> {
-    conn.execute_batch(SCRATCH)?;
     conn.execute_batch(&format!(
-        "INSERT INTO units_touched
+        "INSERT INTO units_pending
              SELECT e.project, {}, {}, min(e.ts), max(e.ts) FROM {from} GROUP BY ALL",
         Unit::Task.key_of(task_id, run_id, trace_id),
         Unit::Run.key_of(task_id, run_id, trace_id),
@@ -63,15 +71,9 @@ pub(crate) fn stage_calls_as(
     Ok(())
 }
 
-/// Forgets the staged calls (an update that changed nothing).
-pub(crate) fn discard_touched(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(SCRATCH)?;
-    conn.execute_batch("DELETE FROM units_touched")?;
-    Ok(())
-}
-
-/// Stages fresh events, one row per (project, task key, run key) with its time span.
-fn stage_events(conn: &Connection, fresh: &[&PricedEvent]) -> Result<bool, StoreError> {
+/// Records fresh events as pending, one row per (project, task key, run key) with its time
+/// span; returns the rows added.
+fn stage_events(conn: &Connection, fresh: &[&PricedEvent]) -> Result<usize, StoreError> {
     type Key<'a> = (Option<&'a str>, &'a str, &'a str);
     let mut spans: HashMap<Key<'_>, (DateTime<Utc>, DateTime<Utc>)> = HashMap::new();
     for p in fresh {
@@ -95,21 +97,53 @@ fn stage_events(conn: &Connection, fresh: &[&PricedEvent]) -> Result<bool, Store
             .or_insert((ts, ts));
     }
     if spans.is_empty() {
-        return Ok(false);
+        return Ok(0);
     }
-    conn.execute_batch(SCRATCH)?;
-    let mut app = conn.appender("units_touched")?;
+    let mut app = conn.appender("units_pending")?;
     for ((project, tk, rk), (lo, hi)) in &spans {
         app.append_row(params![project, tk, rk, ts_string(*lo), ts_string(*hi)])?;
     }
     app.flush()?;
-    Ok(true)
+    Ok(spans.len())
 }
 
-/// Recomputes the units of every staged call, of both kinds, then clears the staging.
-pub(crate) fn refresh_touched(conn: &Connection) -> Result<(), StoreError> {
+/// Brings the unit tables up to date with everything pending; `false` when nothing was. Run it
+/// on the writer, inside a transaction.
+pub fn refresh_pending(conn: &Connection) -> Result<bool, StoreError> {
+    let (calls, outcomes): (bool, bool) = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM units_pending),
+                EXISTS (SELECT 1 FROM units_outcomes_pending)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if calls {
+        conn.execute_batch(SCRATCH)?;
+        conn.execute_batch(
+            "INSERT INTO units_touched SELECT * FROM units_pending; DELETE FROM units_pending;",
+        )?;
+        refresh_touched(conn)?;
+    }
+    if outcomes {
+        apply_outcomes(conn)?;
+    }
+    Ok(calls || outcomes)
+}
+
+/// Whether anything waits for [`refresh_pending`] (a cheap read for the query path).
+pub fn is_pending(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM units_pending)
+             OR EXISTS (SELECT 1 FROM units_outcomes_pending)",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Recomputes the units of every call in `units_touched`, of both kinds, then clears it.
+fn refresh_touched(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(SCRATCH)?;
     for unit in Unit::ALL {
+        let started = std::time::Instant::now();
         let column = match unit {
             Unit::Task => "t_task",
             Unit::Run => "t_run",
@@ -144,6 +178,7 @@ pub(crate) fn refresh_touched(conn: &Connection) -> Result<(), StoreError> {
                 hi = hi.max(last);
             }
         }
+        let deleted = started.elapsed();
         let bound = |us: i64| {
             DateTime::<Utc>::from_timestamp_micros(us)
                 .ok_or_else(|| StoreError::Other(format!("timestamp {us} µs out of range")))
@@ -155,6 +190,13 @@ pub(crate) fn refresh_touched(conn: &Connection) -> Result<(), StoreError> {
                 hi: bound(hi)?,
             },
         ))?;
+        tracing::debug!(
+            table,
+            delete_ms = deleted.as_millis() as u64,
+            recompute_ms = (started.elapsed() - deleted).as_millis() as u64,
+            span_h = (hi - lo) / 3_600_000_000,
+            "units refreshed"
+        );
     }
     conn.execute_batch("DELETE FROM units_touched; DELETE FROM units_keys;")?;
     Ok(())
@@ -188,31 +230,30 @@ fn materialise(unit: Unit, calls: Calls<'_>) -> String {
     sql.text
 }
 
-/// Copies the winning outcome of each `(project, task_id)` into the units that take their
-/// outcome from it (a task, and every run whose first call names the task), and fills their
-/// feature, user and customer from it where the first call has none. Run it after storing new
-/// outcomes, in the same transaction.
+/// Records that the outcomes of these `(project, task_id)`s changed; the next refresh copies
+/// each one's winning outcome into its units. Run it in the transaction that stored them.
 pub(crate) fn outcomes_changed(conn: &Connection, keys: &[(&str, &str)]) -> Result<(), StoreError> {
     if keys.is_empty() {
         return Ok(());
     }
-    conn.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS units_outcome_keys (o_project VARCHAR, o_task VARCHAR);
-         DELETE FROM units_outcome_keys;",
-    )?;
-    {
-        let mut app = conn.appender("units_outcome_keys")?;
-        for (project, task) in keys {
-            app.append_row(params![project, task])?;
-        }
-        app.flush()?;
+    let mut app = conn.appender("units_outcomes_pending")?;
+    for (project, task) in keys {
+        app.append_row(params![project, task])?;
     }
+    app.flush()?;
+    Ok(())
+}
+
+/// Copies the winning outcome of each pending `(project, task_id)` into the units that take
+/// their outcome from it (a task, and every run whose first call names the task), and fills
+/// their feature, user and customer from it where the first call has none.
+fn apply_outcomes(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE OR REPLACE TEMP TABLE units_oc AS
              SELECT o.project, o.task_id, o.outcome, o.value, o.rework_cost, o.feature,
                     o.user_id, o.customer_id
              FROM outcomes o
-             JOIN (SELECT DISTINCT o_project, o_task FROM units_outcome_keys) k
+             JOIN (SELECT DISTINCT o_project, o_task FROM units_outcomes_pending) k
                ON k.o_project = o.project AND k.o_task = o.task_id
              QUALIFY row_number() OVER (PARTITION BY o.project, o.task_id
                                         ORDER BY o.ts DESC, o.seq DESC) = 1;",
@@ -230,12 +271,13 @@ pub(crate) fn outcomes_changed(conn: &Connection, keys: &[(&str, &str)]) -> Resu
             okey = unit.outcome_key_column(),
         ))?;
     }
-    conn.execute_batch("DROP TABLE units_oc; DELETE FROM units_outcome_keys;")?;
+    conn.execute_batch("DROP TABLE units_oc; DELETE FROM units_outcomes_pending;")?;
     Ok(())
 }
 
 /// Recomputes every unit from the events (the caller holds a transaction).
 pub fn rebuild(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("DELETE FROM units_pending; DELETE FROM units_outcomes_pending;")?;
     for unit in Unit::ALL {
         conn.execute_batch(&format!("DELETE FROM {};", unit.table()))?;
         conn.execute_batch(&materialise(unit, Calls::All))?;
@@ -252,7 +294,15 @@ pub fn ensure_built(conn: &Connection) -> Result<(), StoreError> {
         })?
         .unwrap_or(false);
     if built {
-        return Ok(());
+        // What a crash left pending.
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        return match refresh_pending(conn) {
+            Ok(_) => Ok(conn.execute_batch("COMMIT")?),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        };
     }
     let started = std::time::Instant::now();
     conn.execute_batch("BEGIN TRANSACTION")?;
@@ -274,10 +324,18 @@ pub fn ensure_built(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The commit hook that keeps the units of appended events: see the module documentation.
-/// Registered after `EventOutcomes`, so outcomes carried by the same events are already stored
-/// when the units are recomputed.
-pub struct Units;
+/// Pending rows (touched unit keys) after which the writer refreshes the units unasked.
+pub const REFRESH_AFTER: usize = 100_000;
+
+/// The commit hook that records the units of appended events as pending, and refreshes them
+/// once [`REFRESH_AFTER`] rows have gathered: see the module documentation. Registered after
+/// `EventOutcomes`, so outcomes carried by the same events are stored before a refresh.
+#[derive(Default)]
+pub struct Units {
+    /// Rows recorded since this hook last refreshed (approximate: a rolled-back commit's rows
+    /// count too, which only makes a refresh come early).
+    staged: AtomicUsize,
+}
 
 impl CommitHook for Units {
     fn name(&self) -> &'static str {
@@ -285,9 +343,18 @@ impl CommitHook for Units {
     }
 
     fn after_append(&self, conn: &Connection, fresh: &[&PricedEvent]) -> Result<(), StoreError> {
-        if stage_events(conn, fresh)? {
-            refresh_touched(conn)?;
-        }
+        let n = stage_events(conn, fresh)?;
+        self.staged.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn needs_upkeep(&self) -> bool {
+        self.staged.load(Ordering::Relaxed) >= REFRESH_AFTER
+    }
+
+    fn maintain(&self, conn: &Connection) -> Result<(), StoreError> {
+        self.staged.store(0, Ordering::Relaxed);
+        refresh_pending(conn)?;
         Ok(())
     }
 }
@@ -415,6 +482,71 @@ mod tests {
         assert!(
             open > 0 && wasted > 0 && outcomes > 0,
             "{open} {wasted} {outcomes}"
+        );
+    }
+
+    /// Units are recomputed lazily: after a write they are pending, a read of tasks brings them
+    /// up to date, and what is pending when the server stops is folded in on the next start.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pending_units_are_folded_in_before_reads_and_on_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let counts = |store: Store| async move {
+            store
+                .read(|conn| {
+                    Ok(conn.query_row(
+                        "SELECT (SELECT count(*) FROM task_units), (SELECT count(*) FROM run_units),
+                                (SELECT count(*) FROM units_pending)",
+                        [],
+                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+                    )?)
+                })
+                .await
+                .unwrap()
+        };
+        let batch = |first: u64| {
+            let events = (first..first + 10)
+                .map(|i| {
+                    let mut e = PricedEvent::sample(i);
+                    e.event.dims.task_id = Some(format!("task-{}", i / 2));
+                    e.event.dims.run_id = Some(format!("run-{i}"));
+                    e.event.request_id = Some(format!("req-{i}"));
+                    e.event.retry_of = None;
+                    e.event.fallback_from = None;
+                    e
+                })
+                .collect();
+            crate::store::WriteBatch {
+                events,
+                received_at: Utc::now(),
+                ..Default::default()
+            }
+        };
+        let store = Store::open(dir.path(), &Default::default()).unwrap();
+        store.writer().write(batch(0)).await.unwrap();
+        assert_eq!(
+            counts(store.clone()).await,
+            (0, 0, 10),
+            "recorded, not yet folded in"
+        );
+        store.units_current().await.unwrap();
+        assert_eq!(
+            counts(store.clone()).await,
+            (5, 10, 0),
+            "folded in before a read"
+        );
+
+        store.writer().write(batch(10)).await.unwrap();
+        assert_eq!(counts(store.clone()).await, (5, 10, 10));
+        store
+            .shutdown(std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), &Default::default()).unwrap();
+        assert_eq!(
+            counts(store.clone()).await,
+            (10, 20, 0),
+            "folded in on start"
         );
     }
 

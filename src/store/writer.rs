@@ -187,6 +187,18 @@ pub trait CommitHook: Send + Sync {
 
     /// Runs after the commit, outside the transaction (e.g. to wake a dispatcher).
     fn after_commit(&self) {}
+
+    /// Whether [`CommitHook::maintain`] has work now.
+    fn needs_upkeep(&self) -> bool {
+        false
+    }
+
+    /// Deferred upkeep, run after a group's commit and its acknowledgements, in a transaction
+    /// of its own, when [`CommitHook::needs_upkeep`] says so: work batched over many commits
+    /// (the units' refresh).
+    fn maintain(&self, _conn: &Connection) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Starts the writer thread on `conn`.
@@ -408,6 +420,7 @@ impl Writer {
                 for (pending, outcome) in group.into_iter().zip(outcomes) {
                     let _ = pending.ack.send(Ok(outcome));
                 }
+                self.maintain();
             }
             Err(e) => {
                 if let Err(rollback) = self.conn.execute_batch("ROLLBACK") {
@@ -636,6 +649,37 @@ impl Writer {
             dup[i] |= stored;
         }
         Ok(dup)
+    }
+
+    /// Each hook's deferred upkeep in its own transaction; a failure is logged and rolled back
+    /// (the work stays pending and is retried after the next commit).
+    fn maintain(&self) {
+        for hook in self.hooks.iter().filter(|h| h.needs_upkeep()) {
+            let started = Instant::now();
+            let result = self
+                .conn
+                .execute_batch("BEGIN TRANSACTION")
+                .map_err(StoreError::from)
+                .and_then(|()| hook.maintain(&self.conn))
+                .and_then(|()| Ok(self.conn.execute_batch("COMMIT")?));
+            if let Err(e) = result {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                tracing::error!(hook = hook.name(), error = %e, "deferred upkeep failed; retried later");
+            }
+            let elapsed = started.elapsed();
+            if elapsed > Duration::from_millis(1) {
+                crate::metrics::observe(
+                    "tally_writer_phase_duration_seconds",
+                    &[("phase", &format!("maintain:{}", hook.name()))],
+                    elapsed.as_secs_f64(),
+                );
+                tracing::debug!(
+                    hook = hook.name(),
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "upkeep"
+                );
+            }
+        }
     }
 
     fn exec(&self, f: ExecFn) -> Result<Box<dyn std::any::Any + Send>, StoreError> {

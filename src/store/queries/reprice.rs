@@ -75,6 +75,5 @@ pub fn update(conn: &Connection, updates: &[Update]) -> Result<usize, StoreError
     )?;
     conn.execute_batch("DELETE FROM reprice_updates")?;
     crate::store::rollup::rebuild_hours(conn, &crate::store::rollup::hours_of(micros))?;
-    crate::store::units::refresh_touched(conn)?;
     Ok(n)
 }
