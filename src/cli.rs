@@ -79,6 +79,10 @@ pub struct BenchArgs {
     /// Timed runs of each overview query (after warm-up runs).
     #[arg(long, default_value_t = 15)]
     pub query_runs: usize,
+    /// Timed runs of each query against the raw events (the baseline). Fewer by default: at
+    /// 10M events one raw cost-per-task answer takes minutes, and its median moves little.
+    #[arg(long, default_value_t = 5)]
+    pub raw_runs: usize,
     /// Budgets crossed one at a time to time threshold → webhook.
     #[arg(long, default_value_t = 200)]
     pub webhooks: usize,

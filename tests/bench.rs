@@ -16,6 +16,8 @@ fn a_small_benchmark_runs_end_to_end() {
             "200000",
             "--query-runs",
             "3",
+            "--raw-runs",
+            "2",
             "--webhooks",
             "10",
             "--check-rate",
@@ -53,6 +55,7 @@ fn a_small_benchmark_runs_end_to_end() {
     for q in queries {
         positive(&q["ratio_p50"], q["name"].as_str().unwrap());
         assert_eq!(q["served"]["samples"], 3);
+        assert_eq!(q["raw_events"]["samples"], 2);
     }
     assert_eq!(report["webhook"]["samples"], 10);
     positive(&report["webhook"]["p99_ms"], "webhook p99");
@@ -61,6 +64,10 @@ fn a_small_benchmark_runs_end_to_end() {
         "budget-check rate",
     );
     assert_eq!(report["budget_check"]["errors"], 0);
+    positive(
+        &report["budget_check_floor_healthz"]["latency"]["p50_ms"],
+        "the /healthz floor",
+    );
 
     // One table row per target, each with its verdict.
     let rows = report["rows"].as_array().unwrap();

@@ -1,6 +1,7 @@
 //! Measurements of a running server from the outside: timed query runs, threshold crossings
 //! timed until their webhook arrives at a real loopback receiver, and an open-loop request
-//! rate against `/v1/budget-check`.
+//! rate against `/v1/budget-check` next to the same rate against `/healthz` (the floor: loopback
+//! HTTP, the client and the server's middleware, with nothing to compute).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -248,54 +249,55 @@ pub struct RateRun {
     pub latency: Latency,
 }
 
-/// Sends `GET path` at `rate` requests per second for `secs` seconds from `workers` paced
-/// workers. Latency runs from each request's *scheduled* time, so a server that falls behind
-/// is charged for the wait it causes (no coordinated omission).
-pub async fn open_loop(
-    api: &Api,
-    path: &str,
-    rate: f64,
-    secs: u64,
-    workers: usize,
-) -> anyhow::Result<RateRun> {
+/// Sends `GET path` at `rate` requests per second for `secs` seconds, open loop. Latency runs
+/// from each request's *scheduled* time, so a server that falls behind is charged for the wait
+/// it causes (no coordinated omission).
+///
+/// The pacing is done by an OS thread, not a tokio timer: tokio's timers fire on whole
+/// milliseconds, so a request paced by `sleep_until` starts up to a millisecond late and that
+/// lateness would be charged to the server — at a 1 ms target, the whole budget. The thread
+/// sleeps to each scheduled instant (µs precision) and spawns the request onto the runtime.
+pub async fn open_loop(api: &Api, path: &str, rate: f64, secs: u64) -> anyhow::Result<RateRun> {
     let url = format!("{}{path}", api.url);
-    let started = tokio::time::Instant::now();
-    let end = started + Duration::from_secs(secs);
-    let period = Duration::from_secs_f64(workers as f64 / rate);
-    let mut tasks = Vec::new();
-    for w in 0..workers {
-        let (client, url, key) = (api.client.clone(), url.clone(), api.key.clone());
-        // Workers start staggered so the requests are spread evenly over each period.
-        let first = started + period.mul_f64(w as f64 / workers as f64);
-        tasks.push(tokio::spawn(async move {
-            let mut samples = Vec::new();
-            let mut errors = 0u64;
-            let mut scheduled = first;
-            while scheduled < end {
-                tokio::time::sleep_until(scheduled).await;
+    let runtime = tokio::runtime::Handle::current();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Option<f64>>();
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let (client, key) = (api.client.clone(), api.key.clone());
+    let pacer = std::thread::spawn(move || {
+        let started = Instant::now();
+        let end = started + Duration::from_secs(secs);
+        let mut scheduled = started;
+        while scheduled < end {
+            if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let (client, url, key, tx) = (client.clone(), url.clone(), key.clone(), tx.clone());
+            runtime.spawn(async move {
                 let ok = client
                     .get(&url)
                     .bearer_auth(&key)
                     .send()
                     .await
                     .is_ok_and(|r| r.status().is_success());
-                if ok {
-                    samples.push(ms(scheduled.elapsed()));
-                } else {
-                    errors += 1;
-                }
-                scheduled += period;
-            }
-            (samples, errors)
-        }));
-    }
+                let _ = tx.send(ok.then(|| ms(scheduled.elapsed())));
+            });
+            scheduled += period;
+        }
+        started
+    });
     let mut samples = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (s, e) = t.await?;
-        samples.extend(s);
-        errors += e;
+    let mut errors = 0u64;
+    // Every spawned request holds a sender; the channel closes when the pacer and the last
+    // request are done.
+    while let Some(sample) = rx.recv().await {
+        match sample {
+            Some(ms) => samples.push(ms),
+            None => errors += 1,
+        }
     }
+    let started = pacer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
     let elapsed = started.elapsed().as_secs_f64();
     Ok(RateRun {
         target_per_s: rate,
