@@ -338,11 +338,17 @@ pub async fn page(
 
     let change = (!previous.cost.is_zero()).then(|| {
         let pct = (total.cost - previous.cost) * Decimal::ONE_HUNDRED / previous.cost;
-        format!(
-            "{}{} %",
-            if pct >= Decimal::ZERO { "+" } else { "" },
-            pct.round_dp(1)
-        )
+        // Against a near-empty previous period (a service just set up, a first month) a
+        // percentage is huge and says nothing; the previous amount itself says it plainly.
+        if pct.abs() > Decimal::from(1000) {
+            format!("from {} in the previous period", display_usd(previous.cost))
+        } else {
+            format!(
+                "{}{} % vs previous period",
+                if pct >= Decimal::ZERO { "+" } else { "" },
+                pct.round_dp(1)
+            )
+        }
     });
     let page = OverviewPage {
         layout: Layout::new(
