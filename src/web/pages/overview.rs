@@ -175,30 +175,88 @@ pub async fn page(
         to: Some(range.to),
     };
 
-    let daily = costs::query(
-        &state.store,
-        query(window, &filters, Vec::new(), Interval::Day, tz, 10_000),
-    )
-    .await?;
-    let total = daily.total.clone();
+    // The page's questions are independent: ask them side by side (the store reads on a pool
+    // of connections), so the page takes about as long as its slowest question.
+    let daily = async {
+        Ok::<_, PageError>(
+            costs::query(
+                &state.store,
+                query(window, &filters, Vec::new(), Interval::Day, tz, 10_000),
+            )
+            .await?,
+        )
+    };
     let (prev_from, prev_to) = range.previous();
-    let previous = costs::query_parts(
-        &state.store,
-        query(
-            TimeRange {
-                from: Some(prev_from),
-                to: Some(prev_to),
-            },
-            &filters,
-            Vec::new(),
-            Interval::None,
-            tz,
-            1,
-        ),
-        Parts::TotalOnly,
-    )
-    .await?
-    .total;
+    let previous = async {
+        Ok::<_, PageError>(
+            costs::query_parts(
+                &state.store,
+                query(
+                    TimeRange {
+                        from: Some(prev_from),
+                        to: Some(prev_to),
+                    },
+                    &filters,
+                    Vec::new(),
+                    Interval::None,
+                    tz,
+                    1,
+                ),
+                Parts::TotalOnly,
+            )
+            .await?
+            .total,
+        )
+    };
+    let dims = [
+        ("Features", Dimension::Feature),
+        ("Customers", Dimension::CustomerId),
+        ("Users", Dimension::UserId),
+        ("Models", Dimension::Model),
+    ];
+    let (store, filters_ref) = (&state.store, &filters);
+    let top = |dim: Dimension| async move {
+        Ok::<_, PageError>(
+            costs::query_parts(
+                store,
+                query(window, filters_ref, vec![dim], Interval::None, tz, 8),
+                Parts::RowsOnly,
+            )
+            .await?,
+        )
+    };
+    let project = principal.project.clone();
+    let (from, to) = (range.from, range.to);
+    let rejects = async {
+        Ok::<_, PageError>(
+            state
+                .store
+                .read(move |conn| rejects::count(conn, project.as_deref(), from, to))
+                .await?,
+        )
+    };
+    let budgets = budget_bars(&state, principal.project.as_deref());
+    // The same question as `/api/v1/tasks?from=…&to=…&tz=…&group_by=feature&order=…`, so the
+    // page and the API agree for the linked filter.
+    let mut task_pairs = super::tasks::range_pairs(&range);
+    task_pairs.push(("group_by".into(), "feature".into()));
+    task_pairs.push(("order".into(), "cost_per_successful_task:desc".into()));
+    let tasks_api = format!("/api/v1/tasks?{}", super::tasks::query_string(&task_pairs));
+    let mut tq = TaskQuery::parse(&task_pairs, state.config.analytics.open_task_timeout.0, now)?;
+    auth::scope(&principal, &mut tq.common.filters)?;
+    let task_answer = async { Ok::<_, PageError>(tasks::query(&state.store, tq).await?) };
+    let (daily, previous, t0, t1, t2, t3, rejects, budgets, task_answer) = tokio::try_join!(
+        daily,
+        previous,
+        top(dims[0].1),
+        top(dims[1].1),
+        top(dims[2].1),
+        top(dims[3].1),
+        rejects,
+        budgets,
+        task_answer
+    )?;
+    let total = daily.total.clone();
 
     // Daily bars from the range start to the period end; future days carry the forecast.
     let by_day: HashMap<DateTime<Utc>, Decimal> = daily
@@ -241,30 +299,7 @@ pub async fn page(
     let forecast = (range.period_end > range.to).then(|| display_usd(total.cost + projected_rest));
 
     let mut tops = Vec::new();
-    // The four top-N tables are independent queries: run them side by side.
-    let dims = [
-        ("Features", Dimension::Feature),
-        ("Customers", Dimension::CustomerId),
-        ("Users", Dimension::UserId),
-        ("Models", Dimension::Model),
-    ];
-    let top = |dim: Dimension| {
-        costs::query_parts(
-            &state.store,
-            query(window, &filters, vec![dim], Interval::None, tz, 8),
-            Parts::RowsOnly,
-        )
-    };
-    let answers = tokio::try_join!(
-        top(dims[0].1),
-        top(dims[1].1),
-        top(dims[2].1),
-        top(dims[3].1)
-    )?;
-    for ((title, dim), answer) in dims
-        .into_iter()
-        .zip([answers.0, answers.1, answers.2, answers.3])
-    {
+    for ((title, dim), answer) in dims.into_iter().zip([t0, t1, t2, t3]) {
         let rows = answer
             .rows
             .iter()
@@ -294,24 +329,6 @@ pub async fn page(
         });
     }
 
-    let project = principal.project.clone();
-    let (from, to) = (range.from, range.to);
-    let rejects = state
-        .store
-        .read(move |conn| rejects::count(conn, project.as_deref(), from, to))
-        .await?;
-
-    let budgets = budget_bars(&state, principal.project.as_deref()).await?;
-
-    // The same question as `/api/v1/tasks?from=…&to=…&tz=…&group_by=feature&order=…`, so the
-    // page and the API agree for the linked filter.
-    let mut task_pairs = super::tasks::range_pairs(&range);
-    task_pairs.push(("group_by".into(), "feature".into()));
-    task_pairs.push(("order".into(), "cost_per_successful_task:desc".into()));
-    let tasks_api = format!("/api/v1/tasks?{}", super::tasks::query_string(&task_pairs));
-    let mut tq = TaskQuery::parse(&task_pairs, state.config.analytics.open_task_timeout.0, now)?;
-    auth::scope(&principal, &mut tq.common.filters)?;
-    let task_answer = tasks::query(&state.store, tq).await?;
     let tasks_total = TaskLine::new(
         "All tasks".into(),
         format!("/tasks?{}", range.query()),
