@@ -251,18 +251,27 @@ mod tests {
             &[("format", "test\"fmt"), ("result", "received")],
             3,
         );
-        observe("tally_writer_checkpoint_duration_seconds", &[], 0.003);
-        observe("tally_writer_checkpoint_duration_seconds", &[], 20.0);
+        // The registry is global and other tests' stores checkpoint concurrently: a label of
+        // this test's own keeps its series apart from theirs.
+        let own = [("test", "exposition")];
+        observe("tally_writer_checkpoint_duration_seconds", &own, 0.003);
+        observe("tally_writer_checkpoint_duration_seconds", &own, 20.0);
         let text = render(&vec![("tally_writer_queue_depth", vec![], 7)]);
         assert!(text.contains("# TYPE tally_ingest_records_total counter"));
         assert!(text
             .contains("tally_ingest_records_total{format=\"test\\\"fmt\",result=\"received\"} 3"));
         assert!(text.contains("tally_writer_queue_depth 7"));
         // Buckets are cumulative: 0.003 s is under every bound from 0.005 on; 20 s only +Inf.
-        assert!(text.contains("tally_writer_checkpoint_duration_seconds_bucket{le=\"0.0025\"} 0"));
-        assert!(text.contains("tally_writer_checkpoint_duration_seconds_bucket{le=\"0.005\"} 1"));
-        assert!(text.contains("tally_writer_checkpoint_duration_seconds_bucket{le=\"10\"} 1"));
-        assert!(text.contains("tally_writer_checkpoint_duration_seconds_bucket{le=\"+Inf\"} 2"));
-        assert!(text.contains("tally_writer_checkpoint_duration_seconds_count 2"));
+        let series = "tally_writer_checkpoint_duration_seconds";
+        for (suffix, count) in [
+            ("_bucket{test=\"exposition\",le=\"0.0025\"}", 0),
+            ("_bucket{test=\"exposition\",le=\"0.005\"}", 1),
+            ("_bucket{test=\"exposition\",le=\"10\"}", 1),
+            ("_bucket{test=\"exposition\",le=\"+Inf\"}", 2),
+            ("_count{test=\"exposition\"}", 2),
+        ] {
+            let line = format!("{series}{suffix} {count}");
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

@@ -21,7 +21,9 @@ use serde_json::{json, Value};
 use super::costs::{format_ts, QueryError};
 use super::params::{self, Common, ParamError};
 use super::{dec_json, opt_dec_json, sort_groups, Table, Tabular};
-use crate::domain::event::{CallStatus, Dimensions, PricedEvent, UsageDetail, UsageEvent};
+use crate::domain::event::{
+    CallStatus, Dimensions, ListParts, PricedEvent, UsageDetail, UsageEvent,
+};
 use crate::pricing::{self, Pricer};
 use crate::store::queries::reprice::{self as sql, Update};
 use crate::store::queries::scan::{self, ScanRow};
@@ -124,7 +126,7 @@ impl Pricing {
 }
 
 /// Prices a stored event again, the way ingest priced it.
-pub fn reprice(pricer: &Pricer, r: &ScanRow) -> Pricing {
+pub fn reprice(pricer: &Pricer, r: &ScanRow) -> (Pricing, Option<ListParts>) {
     let event = UsageEvent {
         ts: r.ts,
         idem_key: r.idem_key.clone(),
@@ -157,7 +159,11 @@ pub fn reprice(pricer: &Pricer, r: &ScanRow) -> Pricing {
         metadata: None,
         task_outcome: None,
     };
-    Pricing::of(&pricing::apply(pricer, event))
+    let priced = pricing::apply(pricer, event);
+    (
+        Pricing::of(&priced),
+        priced.list_parts.and_then(ListParts::storable),
+    )
 }
 
 /// Sums of one group.
@@ -271,7 +277,7 @@ fn compute(
     let mut samples: Vec<Change> = Vec::new();
     scan::scan(conn, &c.range, &c.filters, &c.group_by, &mut |row| {
         let before = Pricing::stored(&row);
-        let after = reprice(pricer, &row);
+        let (after, list_parts) = reprice(pricer, &row);
         total.add(&before, &after);
         for keys in scan::key_sets(&row, &c.group_by) {
             groups.entry(keys).or_default().add(&before, &after);
@@ -281,6 +287,7 @@ fn compute(
                 u.push(Update {
                     rid: row.rid,
                     computed_cost: after.computed_cost,
+                    list_parts,
                     custom_cost: after.custom_cost,
                     cost: after.cost,
                     cost_source: after.cost_source.clone(),

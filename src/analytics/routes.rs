@@ -109,6 +109,18 @@ pub struct Split {
 }
 
 impl Split {
+    /// Adds the sums SQL made over the calls whose list-price parts are stored.
+    fn add_stored(&mut self, s: &sql::StoredSplit) {
+        let tokens = |n: i64| u64::try_from(n).unwrap_or(0);
+        self.requests += s.requests;
+        self.cost += s.cost;
+        self.list_all += s.list_all;
+        self.list_input += s.list_input;
+        self.list_output += s.list_output;
+        self.input_tokens += tokens(s.input_tokens);
+        self.output_tokens += tokens(s.output_tokens);
+    }
+
     fn price(&self, list_part: Decimal, tokens: u64) -> Option<Decimal> {
         if tokens == 0 || self.list_all.is_zero() {
             return None;
@@ -194,47 +206,56 @@ pub async fn query(
             let aggs = sql::aggregates(conn, c)?;
             let types = sql::error_types(conn, c)?;
             let mut splits: HashMap<GroupKeys, Split> = HashMap::new();
-            scan::scan(conn, &c.range, &c.filters, &c.group_by, &mut |row| {
-                let Some(cost) = row.cost else { return Ok(()) };
-                let explained = pricer.explain(&PriceRequest {
-                    provider: row.provider.as_deref(),
-                    model: &row.model,
-                    at: row.ts,
-                    service_tier: Some(&row.service_tier),
-                    tokens: &row.tokens,
-                    web_search_requests: row.web_search_requests,
-                    requests: 1,
-                    project: row.project.as_deref(),
-                    api_key_id: row.api_key_id.as_deref(),
-                });
-                let Some(list) = explained.list else {
-                    return Ok(());
-                };
-                let (mut all, mut input, mut output) =
-                    (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
-                for line in &list.lines {
-                    all += line.amount;
-                    if INPUT_LINES.contains(&line.bucket) {
-                        input += line.amount;
-                    } else if OUTPUT_LINES.contains(&line.bucket) {
-                        output += line.amount;
+            // Calls stored with their list-price parts are split in the SQL above; only the
+            // older ones (stored before the parts were) are re-priced here.
+            scan::scan_where(
+                conn,
+                &c.range,
+                &c.filters,
+                &c.group_by,
+                sql::SPLIT_TO_REPRICE,
+                &mut |row| {
+                    let Some(cost) = row.cost else { return Ok(()) };
+                    let explained = pricer.explain(&PriceRequest {
+                        provider: row.provider.as_deref(),
+                        model: &row.model,
+                        at: row.ts,
+                        service_tier: Some(&row.service_tier),
+                        tokens: &row.tokens,
+                        web_search_requests: row.web_search_requests,
+                        requests: 1,
+                        project: row.project.as_deref(),
+                        api_key_id: row.api_key_id.as_deref(),
+                    });
+                    let Some(list) = explained.list else {
+                        return Ok(());
+                    };
+                    let (mut all, mut input, mut output) =
+                        (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+                    for line in &list.lines {
+                        all += line.amount;
+                        if INPUT_LINES.contains(&line.bucket) {
+                            input += line.amount;
+                        } else if OUTPUT_LINES.contains(&line.bucket) {
+                            output += line.amount;
+                        }
                     }
-                }
-                if all.is_zero() {
-                    return Ok(());
-                }
-                for keys in scan::key_sets(&row, &c.group_by) {
-                    let s = splits.entry(keys).or_default();
-                    s.requests += 1;
-                    s.cost += cost;
-                    s.list_all += all;
-                    s.list_input += input;
-                    s.list_output += output;
-                    s.input_tokens += row.tokens.input_total();
-                    s.output_tokens += row.tokens.output_total();
-                }
-                Ok(())
-            })?;
+                    if all.is_zero() {
+                        return Ok(());
+                    }
+                    for keys in scan::key_sets(&row, &c.group_by) {
+                        let s = splits.entry(keys).or_default();
+                        s.requests += 1;
+                        s.cost += cost;
+                        s.list_all += all;
+                        s.list_input += input;
+                        s.list_output += output;
+                        s.input_tokens += row.tokens.input_total();
+                        s.output_tokens += row.tokens.output_total();
+                    }
+                    Ok(())
+                },
+            )?;
             Ok((aggs, types, splits))
         })
         .await?;
@@ -253,7 +274,8 @@ pub async fn query(
                     .then_with(|| a.0.is_none().cmp(&b.0.is_none()))
                     .then_with(|| a.0.cmp(&b.0))
             });
-            let split = splits.remove(&agg.keys).unwrap_or_default();
+            let mut split = splits.remove(&agg.keys).unwrap_or_default();
+            split.add_stored(&agg.stored_split);
             RouteRow {
                 agg,
                 error_types,
@@ -379,5 +401,102 @@ impl RouteAnswer {
                 "markup_pct": "(reported_cost - list_cost) / list_cost * 100 over compared_requests (requests with a reported USD cost and a list price)",
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::event::PricedEvent;
+    use crate::pricing::PricingConfig;
+
+    /// Calls stored with their list-price parts are split by SQL sums; calls stored before
+    /// (parts NULL) are re-priced one by one. Both must give the same effective prices — here
+    /// the same calls, answered once each way.
+    #[tokio::test]
+    async fn stored_list_parts_split_costs_as_re_pricing_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Default::default()).unwrap();
+        let pricer = Arc::new(Pricer::builtin(&PricingConfig::default()).unwrap());
+        let events: Vec<PricedEvent> = (0..40u64)
+            .map(|i| {
+                let mut e = PricedEvent::sample(i).event;
+                e.idem_key = Some(format!("split-{i}"));
+                e.request_id = Some(format!("req-{i}"));
+                e.retry_of = None;
+                e.fallback_from = None;
+                e.provider = Some("openai".into());
+                e.model = ["gpt-4o-mini", "gpt-4o", "o3-mini"][i as usize % 3].into();
+                e.service_tier = "default".into();
+                e.route = if i % 4 == 0 { "openrouter" } else { "direct" }.into();
+                e.tokens = Default::default();
+                e.tokens.input_uncached = 900 + 37 * i;
+                e.tokens.cache_read = 100 * (i % 5);
+                e.tokens.output = 50 + 11 * i;
+                e.tokens.reasoning = if i % 3 == 2 { 20 } else { 0 };
+                e.web_search_requests = 0;
+                // Gateway calls report their own cost: the split divides it, not the list's.
+                e.reported_cost =
+                    (i % 4 == 0).then(|| dec!(0.0021) + Decimal::from(i) / dec!(100000));
+                e.currency = Some("USD".into());
+                crate::pricing::apply(&pricer, e)
+            })
+            .collect();
+        assert!(
+            events.iter().all(|e| e.list_parts.is_some()),
+            "every model is priced"
+        );
+        store
+            .writer()
+            .write(crate::store::WriteBatch {
+                events,
+                received_at: Utc::now(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let pairs: Vec<(String, String)> = [
+            ("from", "2026-11-20T00:00:00Z"),
+            ("to", "2026-11-21T00:00:00Z"),
+            ("group_by", "provider,model"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let ask = || async {
+            let a = query(&store, pricer.clone(), RouteQuery::parse(&pairs).unwrap())
+                .await
+                .unwrap();
+            a.rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.agg.keys.clone(),
+                        r.split.requests,
+                        r.split.input_price_mtok(),
+                        r.split.output_price_mtok(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let stored = ask().await;
+        assert_eq!(stored.len(), 6, "two routes × three models: {stored:?}");
+        assert!(stored
+            .iter()
+            .all(|r| r.1 > 0 && r.2.is_some() && r.3.is_some()));
+
+        store
+            .writer()
+            .exec(|conn| {
+                conn.execute_batch(
+                    "UPDATE events SET list_lines_cost = NULL, list_input_cost = NULL, list_output_cost = NULL",
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(ask().await, stored);
     }
 }

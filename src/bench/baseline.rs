@@ -58,7 +58,7 @@ fn insert_sql(file: &str) -> String {
             {audio_out}, {image_in}, {image_out}, {searches}, '{{}}',
             cost, currency, NULL, NULL, cost,
             CASE WHEN cost IS NULL THEN 'unpriced' ELSE 'reported' END, NULL, NULL, NULL,
-            metadata::VARCHAR
+            metadata::VARCHAR, NULL, NULL, NULL
          FROM read_json('{file}', format = 'newline_delimited', columns = {COLUMNS})",
         input = u("input_tokens"),
         read = u("cache_read_tokens"),

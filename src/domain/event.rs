@@ -143,6 +143,9 @@ pub struct PricedEvent {
     pub event: UsageEvent,
     /// Catalog list-price cost in USD, when the catalog prices the model.
     pub computed_cost: Option<Decimal>,
+    /// The lines behind `computed_cost`, split into input and output (stored, not shown).
+    #[serde(skip)]
+    pub list_parts: Option<ListParts>,
     /// Cost after the operator's custom price or discounts, when one applied.
     pub custom_cost: Option<Decimal>,
     /// The cost Tally counts: reported, else custom, else computed; `None` when unpriced.
@@ -154,6 +157,34 @@ pub struct PricedEvent {
     pub custom_price_id: Option<String>,
     /// Why the catalog could not price the call, when it could not.
     pub unpriced_reason: Option<String>,
+}
+
+/// Sums of a catalog price's lines for one call, before service-tier factors, discounts and
+/// rounding: every line (tokens and fees), the input-token lines and the output-token lines.
+/// Stored with each event so the share of a call's cost that paid for input or for output
+/// (routes' effective price per million tokens) is a sum in SQL, not a re-pricing of every
+/// event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListParts {
+    pub all: Decimal,
+    pub input: Decimal,
+    pub output: Decimal,
+}
+
+impl ListParts {
+    /// The parts, when each fits the stored money type (`DECIMAL(18, 12)`: under a million
+    /// dollars once rounded). A call priced beyond that keeps none and is re-priced when asked.
+    pub fn storable(self) -> Option<ListParts> {
+        let fits = |v: Decimal| {
+            let mut r = v;
+            r.rescale(crate::domain::money::COST_SCALE);
+            r.abs() < Decimal::from(1_000_000)
+        };
+        [self.all, self.input, self.output]
+            .into_iter()
+            .all(fits)
+            .then_some(self)
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +249,11 @@ impl PricedEvent {
                 task_outcome: None,
             },
             computed_cost: Some(dec!(123456.123456789012)),
+            list_parts: Some(ListParts {
+                all: dec!(123456.123456789012),
+                input: dec!(100000.000000000001),
+                output: dec!(23456.123456789011),
+            }),
             custom_cost: None,
             cost: Some(dec!(0.1)),
             cost_source: CostSource::Reported,

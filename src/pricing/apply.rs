@@ -26,6 +26,7 @@ pub fn apply(pricer: &Pricer, mut event: UsageEvent) -> PricedEvent {
         api_key_id: event.dims.api_key_id.as_deref(),
     });
     let computed_cost = result.list.as_ref().map(|line| line.cost);
+    let list_parts = result.list.as_ref().map(|line| line.parts);
     let custom_cost = result.custom.as_ref().map(|line| line.cost);
 
     // A reported cost counts only in USD (totals are USD) and not as a zero next to non-zero
@@ -45,6 +46,7 @@ pub fn apply(pricer: &Pricer, mut event: UsageEvent) -> PricedEvent {
     };
     PricedEvent {
         computed_cost,
+        list_parts,
         custom_cost,
         cost,
         cost_source,

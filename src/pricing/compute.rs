@@ -42,6 +42,11 @@ impl Usage<'_> {
 pub(crate) struct Subtotal {
     /// Charges for tokens.
     pub tokens: Decimal,
+    /// The part of `tokens` charged for input buckets (uncached, cache reads and writes,
+    /// audio and image input) and for output buckets (output, reasoning, audio and image
+    /// output); they add up to `tokens`.
+    pub input: Decimal,
+    pub output: Decimal,
     /// Per-call fees: web searches and per-request prices. Service tiers discount tokens only.
     pub fees: Decimal,
 }
@@ -117,8 +122,20 @@ fn pick<'p>(
 struct Acc<'l> {
     input_total: u64,
     sum: Decimal,
+    /// What the input buckets were charged (the rest of the token charges is output).
+    input: Decimal,
     lines: Option<&'l mut Vec<ExplainLine>>,
 }
+
+/// The token buckets charged as input; every other token bucket is output.
+const INPUT_BUCKETS: [&str; 6] = [
+    "input_uncached",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "audio_in",
+    "image_in",
+];
 
 impl Acc<'_> {
     /// Charges `quantity` units of `bucket` at the first priced key of `chain`.
@@ -144,6 +161,12 @@ impl Acc<'_> {
             .and_then(|x| x.checked_div(per))
             .ok_or(ComputeError::Overflow)?;
         self.sum = self.sum.checked_add(amount).ok_or(ComputeError::Overflow)?;
+        if INPUT_BUCKETS.contains(&bucket) {
+            self.input = self
+                .input
+                .checked_add(amount)
+                .ok_or(ComputeError::Overflow)?;
+        }
         if let Some(lines) = self.lines.as_deref_mut() {
             lines.push(ExplainLine {
                 bucket,
@@ -171,6 +194,7 @@ pub(crate) fn compute(
     let mut acc = Acc {
         input_total: usage.input_total(),
         sum: Decimal::ZERO,
+        input: Decimal::ZERO,
         lines,
     };
 
@@ -231,6 +255,7 @@ pub(crate) fn compute(
         MTOK,
     )?;
     let tokens = acc.sum;
+    let input = acc.input;
 
     acc.sum = Decimal::ZERO;
     acc.charge(
@@ -247,6 +272,8 @@ pub(crate) fn compute(
     }
     Ok(Subtotal {
         tokens,
+        input,
+        output: tokens - input,
         fees: acc.sum,
     })
 }

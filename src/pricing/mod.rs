@@ -88,6 +88,7 @@ pub use generate::{
 };
 pub use overrides::{ConfigTime, CustomPrice, Discount, PricingConfig};
 
+use crate::domain::event::ListParts;
 use crate::domain::money::round_cost;
 use crate::domain::tokens::TokenBuckets;
 use compute::{compute, ComputeError, Subtotal, Usage};
@@ -120,6 +121,9 @@ pub struct PriceLine {
     pub cost: Decimal,
     /// Traceable id of the rates used (see the module docs).
     pub price_id: String,
+    /// The rate lines behind the cost, before service-tier factors, discounts and rounding.
+    #[serde(skip)]
+    pub parts: ListParts,
 }
 
 /// The outcome of pricing one call.
@@ -249,6 +253,12 @@ impl Costed {
         PriceLine {
             cost: round_cost(self.exact),
             price_id: self.price_id.clone(),
+            parts: ListParts {
+                // Cannot overflow where `exact` did not; saturating keeps a panic impossible.
+                all: self.sub.tokens.saturating_add(self.sub.fees),
+                input: self.sub.input,
+                output: self.sub.output,
+            },
         }
     }
 

@@ -15,7 +15,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 
 use super::StoreError;
-use crate::domain::event::PricedEvent;
+use crate::domain::event::{ListParts, PricedEvent};
 use crate::domain::money::COST_SCALE;
 
 /// Formats a timestamp the way DuckDB casts text to `TIMESTAMPTZ`.
@@ -113,6 +113,9 @@ pub fn events_batch(
     let mut custom_price_id = Strings::new(n);
     let mut unpriced_reason = Strings::new(n);
     let mut metadata = Strings::new(n);
+    let mut list_lines_cost = decimal_builder(n);
+    let mut list_input_cost = decimal_builder(n);
+    let mut list_output_cost = decimal_builder(n);
 
     for (p, recv) in events.iter().zip(received) {
         let e = &p.event;
@@ -181,6 +184,12 @@ pub fn events_batch(
         custom_price_id.push(p.custom_price_id.as_deref());
         unpriced_reason.push(p.unpriced_reason.as_deref());
         metadata.push(e.metadata.as_deref().filter(|m| !m.is_empty()));
+        // Parts beyond the column's range (a single call's list price near a million dollars)
+        // are left out; routes then re-prices that call at query time.
+        let parts = p.list_parts.and_then(ListParts::storable);
+        push_decimal(&mut list_lines_cost, parts.map(|x| x.all));
+        push_decimal(&mut list_input_cost, parts.map(|x| x.input));
+        push_decimal(&mut list_output_cost, parts.map(|x| x.output));
     }
 
     let money = DataType::Decimal128(18, COST_SCALE as i8);
@@ -233,12 +242,15 @@ pub fn events_batch(
         s("currency"),
         Field::new("computed_cost", money.clone(), true),
         Field::new("custom_cost", money.clone(), true),
-        Field::new("cost", money, true),
+        Field::new("cost", money.clone(), true),
         s("cost_source"),
         s("price_id"),
         s("custom_price_id"),
         s("unpriced_reason"),
         s("metadata"),
+        Field::new("list_lines_cost", money.clone(), true),
+        Field::new("list_input_cost", money.clone(), true),
+        Field::new("list_output_cost", money, true),
     ]);
 
     let mut columns: Vec<ArrayRef> = vec![
@@ -291,6 +303,9 @@ pub fn events_batch(
         custom_price_id.finish(),
         unpriced_reason.finish(),
         metadata.finish(),
+        Arc::new(list_lines_cost.finish()),
+        Arc::new(list_input_cost.finish()),
+        Arc::new(list_output_cost.finish()),
     ]);
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| StoreError::Other(format!("cannot build the events batch: {e}")))

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "units",
         include_str!("../../schemas/migrations/0008_units.sql"),
     ),
+    (
+        9,
+        "list_parts",
+        include_str!("../../schemas/migrations/0009_list_parts.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest schema.

@@ -4,6 +4,7 @@
 use duckdb::{params, Connection};
 use rust_decimal::Decimal;
 
+use crate::domain::event::ListParts;
 use crate::domain::money::COST_SCALE;
 use crate::store::StoreError;
 
@@ -12,6 +13,7 @@ use crate::store::StoreError;
 pub struct Update {
     pub rid: i64,
     pub computed_cost: Option<Decimal>,
+    pub list_parts: Option<ListParts>,
     pub custom_cost: Option<Decimal>,
     pub cost: Option<Decimal>,
     pub cost_source: String,
@@ -29,6 +31,8 @@ pub fn update(conn: &Connection, updates: &[Update]) -> Result<usize, StoreError
     conn.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS reprice_updates (
              rid BIGINT, computed_cost DECIMAL(18, 12), custom_cost DECIMAL(18, 12),
+             list_lines_cost DECIMAL(18, 12), list_input_cost DECIMAL(18, 12),
+             list_output_cost DECIMAL(18, 12),
              cost DECIMAL(18, 12), cost_source VARCHAR, price_id VARCHAR,
              custom_price_id VARCHAR, unpriced_reason VARCHAR);
          DELETE FROM reprice_updates;",
@@ -46,6 +50,9 @@ pub fn update(conn: &Connection, updates: &[Update]) -> Result<usize, StoreError
                 u.rid,
                 money(u.computed_cost),
                 money(u.custom_cost),
+                money(u.list_parts.map(|p| p.all)),
+                money(u.list_parts.map(|p| p.input)),
+                money(u.list_parts.map(|p| p.output)),
                 money(u.cost),
                 u.cost_source,
                 u.price_id,
@@ -68,6 +75,8 @@ pub fn update(conn: &Connection, updates: &[Update]) -> Result<usize, StoreError
     crate::store::units::stage_calls(conn, "events e JOIN reprice_updates u ON e.rowid = u.rid")?;
     let n = conn.execute(
         "UPDATE events SET computed_cost = u.computed_cost, custom_cost = u.custom_cost,
+             list_lines_cost = u.list_lines_cost, list_input_cost = u.list_input_cost,
+             list_output_cost = u.list_output_cost,
              cost = u.cost, cost_source = u.cost_source, price_id = u.price_id,
              custom_price_id = u.custom_price_id, unpriced_reason = u.unpriced_reason
          FROM reprice_updates u WHERE events.rowid = u.rid",

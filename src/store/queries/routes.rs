@@ -33,7 +33,31 @@ pub struct RouteAgg {
     pub compared_reported: Decimal,
     /// …and their list cost.
     pub compared_list: Decimal,
+    /// The input/output split of the requests whose list-price parts are stored (see
+    /// [`SPLIT_STORED`]); the others are re-priced by the caller.
+    pub stored_split: StoredSplit,
 }
+
+/// Sums over the requests with a cost and stored, non-zero list-price parts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredSplit {
+    pub requests: i64,
+    pub cost: Decimal,
+    pub list_all: Decimal,
+    pub list_input: Decimal,
+    pub list_output: Decimal,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+}
+
+/// Requests whose input/output split is a sum of stored columns.
+const SPLIT_STORED: &str =
+    "cost IS NOT NULL AND list_lines_cost IS NOT NULL AND list_lines_cost <> 0";
+
+/// Requests stored before the list-price parts were (or priced beyond their range): the
+/// caller re-prices these one by one to split their cost.
+pub const SPLIT_TO_REPRICE: &str =
+    "cost IS NOT NULL AND computed_cost IS NOT NULL AND list_lines_cost IS NULL";
 
 /// Pushes `SELECT <keys> FROM (SELECT <cols>, <keys or unnested tag> FROM events WHERE …) e`.
 fn source(sql: &mut Sql, c: &Common, columns: &str) {
@@ -70,13 +94,28 @@ pub fn aggregates(conn: &Connection, c: &Common) -> Result<Vec<RouteAgg>, StoreE
          coalesce(sum(cost), 0)::VARCHAR, count(*) FILTER (WHERE cost IS NULL)::BIGINT, \
          count(*) FILTER (WHERE reported_cost IS NOT NULL AND currency = 'USD' AND computed_cost IS NOT NULL)::BIGINT, \
          coalesce(sum(reported_cost) FILTER (WHERE reported_cost IS NOT NULL AND currency = 'USD' AND computed_cost IS NOT NULL), 0)::VARCHAR, \
-         coalesce(sum(computed_cost) FILTER (WHERE reported_cost IS NOT NULL AND currency = 'USD' AND computed_cost IS NOT NULL), 0)::VARCHAR",
+         coalesce(sum(computed_cost) FILTER (WHERE reported_cost IS NOT NULL AND currency = 'USD' AND computed_cost IS NOT NULL), 0)::VARCHAR, ",
     );
+    // `{f}` is where the filter goes: right after the aggregate, inside any cast.
+    for measure in [
+        "count(*) {f}",
+        "coalesce(sum(cost) {f}, 0)::VARCHAR",
+        "coalesce(sum(list_lines_cost) {f}, 0)::VARCHAR",
+        "coalesce(sum(list_input_cost) {f}, 0)::VARCHAR",
+        "coalesce(sum(list_output_cost) {f}, 0)::VARCHAR",
+        "coalesce(sum(input_uncached + cache_read + cache_write_5m + cache_write_1h + audio_in + image_in) {f}, 0)::BIGINT",
+        "coalesce(sum(output + audio_out + image_out) {f}, 0)::BIGINT",
+    ] {
+        let filter = format!("FILTER (WHERE {SPLIT_STORED})");
+        sql.push(&measure.replace("{f}", &filter)).push(", ");
+    }
+    sql.push("NULL");
     source(
         &mut sql,
         c,
         "status, latency_ms, ttft_ms, input_uncached, cache_read, cache_write_5m, cache_write_1h, \
-         audio_in, image_in, output, audio_out, image_out, cost, reported_cost, currency, computed_cost",
+         audio_in, image_in, output, audio_out, image_out, cost, reported_cost, currency, computed_cost, \
+         list_lines_cost, list_input_cost, list_output_cost",
     );
     sql.push(" GROUP BY ALL");
     let mut stmt = conn.prepare(&sql.text)?;
@@ -99,6 +138,17 @@ pub fn aggregates(conn: &Connection, c: &Common) -> Result<Vec<RouteAgg>, StoreE
             r.get::<_, i64>(n + 12)?,
             r.get::<_, Option<String>>(n + 13)?,
             r.get::<_, Option<String>>(n + 14)?,
+            (
+                r.get::<_, i64>(n + 15)?,
+                [
+                    r.get::<_, Option<String>>(n + 16)?,
+                    r.get::<_, Option<String>>(n + 17)?,
+                    r.get::<_, Option<String>>(n + 18)?,
+                    r.get::<_, Option<String>>(n + 19)?,
+                ],
+                r.get::<_, i64>(n + 20)?,
+                r.get::<_, i64>(n + 21)?,
+            ),
         ))
     })?;
     let mut out = Vec::new();
@@ -116,6 +166,7 @@ pub fn aggregates(conn: &Connection, c: &Common) -> Result<Vec<RouteAgg>, StoreE
             cmp,
             rep,
             list,
+            (split_requests, [split_cost, list_all, list_in, list_out], split_in, split_out),
         ) = row?;
         out.push(RouteAgg {
             keys,
@@ -130,6 +181,15 @@ pub fn aggregates(conn: &Connection, c: &Common) -> Result<Vec<RouteAgg>, StoreE
             compared_requests: cmp,
             compared_reported: decimal(rep)?,
             compared_list: decimal(list)?,
+            stored_split: StoredSplit {
+                requests: split_requests,
+                cost: decimal(split_cost)?,
+                list_all: decimal(list_all)?,
+                list_input: decimal(list_in)?,
+                list_output: decimal(list_out)?,
+                input_tokens: split_in,
+                output_tokens: split_out,
+            },
         });
     }
     Ok(out)

@@ -61,6 +61,19 @@ pub fn scan(
     group_by: &[Dimension],
     f: &mut dyn FnMut(ScanRow) -> Result<(), StoreError>,
 ) -> Result<u64, StoreError> {
+    scan_where(conn, range, filters, group_by, "TRUE", f)
+}
+
+/// [`scan`] over the rows that also satisfy `condition`, a fixed SQL predicate on the events'
+/// columns (never user input).
+pub fn scan_where(
+    conn: &Connection,
+    range: &TimeRange,
+    filters: &[Filter],
+    group_by: &[Dimension],
+    condition: &'static str,
+    f: &mut dyn FnMut(ScanRow) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
     let mut sql = Sql::default();
     sql.push("SELECT ").push(COLUMNS);
     for dim in group_by {
@@ -72,6 +85,7 @@ pub fn scan(
     }
     sql.push(" FROM events");
     where_clause(&mut sql, range, filters);
+    sql.push(" AND (").push(condition).push(")");
     let mut stmt = conn.prepare(&sql.text)?;
     let mut rows = stmt.query(duckdb::params_from_iter(sql.params.iter()))?;
     let mut n = 0u64;
