@@ -17,9 +17,12 @@
 //! with the SQL here ([`push_units_base`], [`stored_projection`]; see `store::units`); the same
 //! SQL over the raw events ([`Source::Events`]) is the reference they are tested against.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use duckdb::types::Value;
 use duckdb::Connection;
+use rust_decimal::Decimal;
 
 use super::costs::Source;
 use super::{decimal, from_micros, where_clause, Sql};
@@ -401,28 +404,22 @@ pub(crate) fn relation_of_rows(
     sql.push("))");
 }
 
-/// Aggregates over the (filtered, possibly tag-unnested and bucketed) unit relation `e`.
-const AGGREGATES: &str = "
+/// Partial sums over the (filtered, possibly tag-unnested and bucketed) unit relation `e`, per
+/// state and call count, which the query adds to its other keys; [`PartialSums`] finishes
+/// them in Rust. One pass grouped by two small keys is cheaper than one `FILTER`ed sum per
+/// state and a `quantile_disc` (at 6.6M tasks: 152 ms against 342 ms in DuckDB alone), and
+/// the call counts per task give the p95 exactly.
+const PARTIAL_SUMS: &str = "
+    state,
+    calls,
     count(*)::BIGINT,
-    count(*) FILTER (WHERE state = 'success')::BIGINT,
-    count(*) FILTER (WHERE state = 'failure')::BIGINT,
-    count(*) FILTER (WHERE state = 'abandoned')::BIGINT,
-    count(*) FILTER (WHERE state = 'open')::BIGINT,
-    count(*) FILTER (WHERE state = 'unknown')::BIGINT,
     coalesce(sum(calls_cost), 0)::VARCHAR,
     coalesce(sum(rework_cost), 0)::VARCHAR,
     coalesce(sum(retry_cost), 0)::VARCHAR,
     coalesce(sum(value), 0)::VARCHAR,
     count(value)::BIGINT,
-    coalesce(sum(calls), 0)::BIGINT,
-    quantile_disc(calls, 0.95)::BIGINT,
     coalesce(sum(wasted_calls), 0)::BIGINT,
-    coalesce(sum(unpriced_calls), 0)::BIGINT,
-    coalesce(sum(coalesce(calls_cost, 0) + coalesce(rework_cost, 0)) FILTER (WHERE state = 'success'), 0)::VARCHAR,
-    coalesce(sum(coalesce(calls_cost, 0) + coalesce(rework_cost, 0)) FILTER (WHERE state = 'failure'), 0)::VARCHAR,
-    coalesce(sum(coalesce(calls_cost, 0) + coalesce(rework_cost, 0)) FILTER (WHERE state = 'abandoned'), 0)::VARCHAR,
-    coalesce(sum(coalesce(calls_cost, 0) + coalesce(rework_cost, 0)) FILTER (WHERE state = 'open'), 0)::VARCHAR,
-    coalesce(sum(coalesce(calls_cost, 0) + coalesce(rework_cost, 0)) FILTER (WHERE state = 'unknown'), 0)::VARCHAR";
+    coalesce(sum(unpriced_calls), 0)::BIGINT";
 
 /// One group of tasks, as read.
 pub struct TaskGroupRow {
@@ -450,7 +447,7 @@ pub fn grouped(
     } else {
         "epoch_us(bucket), "
     });
-    sql.push(AGGREGATES).push(" FROM (SELECT u.*");
+    sql.push(PARTIAL_SUMS).push(" FROM (SELECT u.*");
     for dim in &c.group_by {
         if *dim == Dimension::Tag {
             sql.push(
@@ -480,9 +477,7 @@ pub fn grouped(
         }
         sql.push(") b(bucket) ON e.ts >= b.bucket");
     }
-    if !c.group_by.is_empty() || !buckets.is_empty() {
-        sql.push(" GROUP BY ALL");
-    }
+    sql.push(" GROUP BY ALL");
     let mut stmt = conn.prepare(&sql.text)?;
     let keys = c.group_by.len();
     let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
@@ -491,23 +486,24 @@ pub fn grouped(
             group.push(r.get::<_, Option<String>>(i)?);
         }
         let bucket: Option<i64> = r.get(keys)?;
-        Ok((group, bucket, read_raw(r, keys + 1)?))
+        Ok((group, bucket, read_partial(r, keys + 1)?))
     })?;
-    let mut out = Vec::new();
+    // Every (group, bucket) the SQL saw has at least one task: no empty groups come out.
+    let mut groups: BTreeMap<(Vec<Option<String>>, Option<i64>), PartialSums> = BTreeMap::new();
     for row in rows {
-        let (keys, bucket, raw) = row?;
-        let measures = raw.into_measures()?;
-        // A grouped query over no rows yields no groups; an ungrouped one yields one empty row.
-        if measures.tasks == 0 {
-            continue;
-        }
-        out.push(TaskGroupRow {
-            keys,
-            bucket: bucket.map(from_micros),
-            measures,
-        });
+        let (keys, bucket, partial) = row?;
+        groups.entry((keys, bucket)).or_default().add(partial)?;
     }
-    Ok(out)
+    groups
+        .into_iter()
+        .map(|((keys, bucket), sums)| {
+            Ok(TaskGroupRow {
+                keys,
+                bucket: bucket.map(from_micros),
+                measures: sums.finish(),
+            })
+        })
+        .collect()
 }
 
 /// Totals over every task in scope, each task once (tags not unnested).
@@ -518,7 +514,7 @@ pub fn total(
     source: Source,
 ) -> Result<TaskMeasures, StoreError> {
     let mut sql = Sql::default();
-    sql.push("SELECT ").push(AGGREGATES).push(" FROM ");
+    sql.push("SELECT ").push(PARTIAL_SUMS).push(" FROM ");
     relation(
         &mut sql,
         Unit::Task,
@@ -529,84 +525,169 @@ pub fn total(
     );
     sql.push(" e");
     where_clause(&mut sql, &c.range, &c.filters);
+    sql.push(" GROUP BY ALL");
     let mut stmt = conn.prepare(&sql.text)?;
-    let raw = stmt.query_row(duckdb::params_from_iter(sql.params.iter()), |r| {
-        read_raw(r, 0)
+    let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
+        read_partial(r, 0)
     })?;
-    raw.into_measures()
+    let mut sums = PartialSums::default();
+    for partial in rows {
+        sums.add(partial?)?;
+    }
+    Ok(sums.finish())
 }
 
-struct RawTaskMeasures {
-    counts: [i64; 6],
+/// One row of [`PARTIAL_SUMS`]: the tasks of one state with one call count.
+struct Partial {
+    state: String,
+    calls: i64,
+    tasks: i64,
     money: [Option<String>; 4],
     valued: i64,
-    calls: i64,
-    calls_p95: Option<i64>,
     wasted: i64,
     unpriced: i64,
-    by_state: [Option<String>; 5],
 }
 
-fn read_raw(r: &duckdb::Row<'_>, start: usize) -> duckdb::Result<RawTaskMeasures> {
-    let mut counts = [0i64; 6];
-    for (i, slot) in counts.iter_mut().enumerate() {
-        *slot = r.get(start + i)?;
-    }
-    Ok(RawTaskMeasures {
-        counts,
+fn read_partial(r: &duckdb::Row<'_>, start: usize) -> duckdb::Result<Partial> {
+    Ok(Partial {
+        state: r.get(start)?,
+        calls: r.get(start + 1)?,
+        tasks: r.get(start + 2)?,
         money: [
+            r.get(start + 3)?,
+            r.get(start + 4)?,
+            r.get(start + 5)?,
             r.get(start + 6)?,
-            r.get(start + 7)?,
-            r.get(start + 8)?,
-            r.get(start + 9)?,
         ],
-        valued: r.get(start + 10)?,
-        calls: r.get(start + 11)?,
-        calls_p95: r.get(start + 12)?,
-        wasted: r.get(start + 13)?,
-        unpriced: r.get(start + 14)?,
-        by_state: [
-            r.get(start + 15)?,
-            r.get(start + 16)?,
-            r.get(start + 17)?,
-            r.get(start + 18)?,
-            r.get(start + 19)?,
-        ],
+        valued: r.get(start + 7)?,
+        wasted: r.get(start + 8)?,
+        unpriced: r.get(start + 9)?,
     })
 }
 
-impl RawTaskMeasures {
-    fn into_measures(self) -> Result<TaskMeasures, StoreError> {
-        let [tasks, successful, failed, abandoned, open, unknown] = self.counts;
-        let [calls_cost, rework_cost, retry_cost, value] = self.money;
-        let [s, f, a, o, u] = self.by_state;
-        Ok(TaskMeasures {
-            tasks,
+/// The states, in [`TaskMeasures::cost_by_state`]'s order.
+const STATES: [&str; 5] = ["success", "failure", "abandoned", "open", "unknown"];
+
+/// A group's partial sums added up, then finished into its measures.
+#[derive(Default)]
+struct PartialSums {
+    tasks: i64,
+    by_state: [i64; 5],
+    calls_cost: Decimal,
+    rework_cost: Decimal,
+    retry_cost: Decimal,
+    value: Decimal,
+    valued: i64,
+    calls: i64,
+    /// Tasks per call count, for the p95.
+    calls_histogram: BTreeMap<i64, i64>,
+    wasted: i64,
+    unpriced: i64,
+    cost_by_state: [Decimal; 5],
+}
+
+impl PartialSums {
+    fn add(&mut self, p: Partial) -> Result<(), StoreError> {
+        let [calls_cost, rework_cost, retry_cost, value] = p.money;
+        let (calls_cost, rework_cost) = (decimal(calls_cost)?, decimal(rework_cost)?);
+        self.tasks += p.tasks;
+        if let Some(i) = STATES.iter().position(|s| *s == p.state) {
+            self.by_state[i] += p.tasks;
+            self.cost_by_state[i] += calls_cost + rework_cost;
+        }
+        self.calls_cost += calls_cost;
+        self.rework_cost += rework_cost;
+        self.retry_cost += decimal(retry_cost)?;
+        self.value += decimal(value)?;
+        self.valued += p.valued;
+        self.calls += p.calls * p.tasks;
+        *self.calls_histogram.entry(p.calls).or_default() += p.tasks;
+        self.wasted += p.wasted;
+        self.unpriced += p.unpriced;
+        Ok(())
+    }
+
+    fn finish(self) -> TaskMeasures {
+        let [successful, failed, abandoned, open, unknown] = self.by_state;
+        TaskMeasures {
+            tasks: self.tasks,
             successful,
             failed,
             abandoned,
             open,
             unknown,
-            calls_cost: decimal(calls_cost)?,
-            rework_cost: decimal(rework_cost)?,
-            retry_cost: decimal(retry_cost)?,
-            value: if self.valued > 0 {
-                Some(decimal(value)?)
-            } else {
-                None
-            },
+            calls_cost: self.calls_cost,
+            rework_cost: self.rework_cost,
+            retry_cost: self.retry_cost,
+            value: (self.valued > 0).then_some(self.value),
             valued_tasks: self.valued,
             calls: self.calls,
-            calls_p95: self.calls_p95,
+            calls_p95: quantile_disc(&self.calls_histogram, 0.95),
             wasted_calls: self.wasted,
             unpriced_calls: self.unpriced,
-            cost_by_state: [
-                decimal(s)?,
-                decimal(f)?,
-                decimal(a)?,
-                decimal(o)?,
-                decimal(u)?,
-            ],
-        })
+            cost_by_state: self.cost_by_state,
+        }
+    }
+}
+
+/// DuckDB's `quantile_disc(x, q)` over the values a histogram (value → how many) holds: the
+/// value at 0-based position `max(1, n - floor(n - q·n)) - 1` of the sorted values, with the
+/// same floating-point steps, so the answer is the one DuckDB gave when it computed it.
+fn quantile_disc(histogram: &BTreeMap<i64, i64>, q: f64) -> Option<i64> {
+    let n: i64 = histogram.values().sum();
+    if n <= 0 {
+        return None;
+    }
+    let nf = n as f64;
+    let index = (n - (nf - q * nf).floor() as i64).max(1) - 1;
+    let mut seen = 0;
+    for (value, count) in histogram {
+        seen += count;
+        if seen > index {
+            return Some(*value);
+        }
+    }
+    histogram.keys().next_back().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The p95 from a histogram is the one DuckDB's `quantile_disc` gives for the same values,
+    /// whatever their number (the positions where `q·n` is whole are where rules differ).
+    #[test]
+    fn quantile_from_a_histogram_is_duckdbs_quantile_disc() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for n in (1..=120).chain([199, 200, 201, 1000]) {
+            let values: Vec<i64> = (0..n).map(|_| 1 + (next() % 25) as i64).collect();
+            let mut histogram = BTreeMap::new();
+            for v in &values {
+                *histogram.entry(*v).or_insert(0) += 1;
+            }
+            let list = values
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            for q in [0.5, 0.95, 0.99] {
+                let duck: i64 = conn
+                    .query_row(
+                        &format!("SELECT quantile_disc(x, {q}) FROM unnest([{list}]) t(x)"),
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(quantile_disc(&histogram, q), Some(duck), "n = {n}, q = {q}");
+            }
+        }
+        assert_eq!(quantile_disc(&BTreeMap::new(), 0.95), None);
     }
 }
