@@ -69,7 +69,16 @@ async fn overview_and_ingest_pages_answer_like_the_api() {
         browser.console_errors().await.is_empty(),
         "console errors on /"
     );
-    let status = srv.get_ok("/api/v1/budgets/status").await;
+    // Rolling budgets move with the clock: ask the API for the instant the page's numbers are
+    // for, not for a later "now".
+    let at = browser.attr("#budget-bars", "data-at").await.unwrap();
+    let status = srv
+        .get_ok(&format!(
+            "/api/v1/budgets/status?at={}",
+            at.replace('+', "%2B")
+        ))
+        .await;
+    assert_eq!(status["at"].as_str(), Some(at.as_str()));
     let mut rows: Vec<(Decimal, String, String, String)> = Vec::new();
     for b in status["budgets"].as_array().unwrap() {
         for r in b["rows"].as_array().unwrap() {

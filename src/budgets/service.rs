@@ -829,7 +829,9 @@ pub async fn status(
         out.push(v);
     }
     Ok(json!({
-        "at": fmt(when),
+        // To the microsecond: `?at=` with this value reproduces the answer exactly (a page
+        // showing these numbers links the same instant).
+        "at": when.to_rfc3339_opts(SecondsFormat::Micros, true),
         "budgets": out,
         "note": "spend is known after calls complete and are ingested; budgets alert, they do not block calls",
     }))

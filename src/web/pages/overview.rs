@@ -47,6 +47,8 @@ pub struct OverviewPage {
     pub api_link: String,
     /// Spend budgets' rows, closest to the limit first.
     pub budgets: Vec<BudgetBar>,
+    /// The instant the budget numbers are for.
+    pub budgets_at: String,
     /// Every task of the range, for the headline cost per successful task.
     pub tasks_total: TaskLine,
     /// Features, the highest cost per successful task first.
@@ -245,7 +247,7 @@ pub async fn page(
     let mut tq = TaskQuery::parse(&task_pairs, state.config.analytics.open_task_timeout.0, now)?;
     auth::scope(&principal, &mut tq.common.filters)?;
     let task_answer = async { Ok::<_, PageError>(tasks::query(&state.store, tq).await?) };
-    let (daily, previous, t0, t1, t2, t3, rejects, budgets, task_answer) = tokio::try_join!(
+    let (daily, previous, t0, t1, t2, t3, rejects, (budgets, budgets_at), task_answer) = tokio::try_join!(
         daily,
         previous,
         top(dims[0].1),
@@ -390,6 +392,7 @@ pub async fn page(
         total,
         range,
         budgets,
+        budgets_at,
         tasks_total,
         task_features,
         tasks_api,
@@ -399,10 +402,16 @@ pub async fn page(
 
 /// Every spend budget's rows from `/api/v1/budgets/status`' code, closest to the limit first.
 /// Run caps are left to `/budgets`: they have no "percent of a limit" for a period.
-async fn budget_bars(state: &AppState, project: Option<&str>) -> Result<Vec<BudgetBar>, PageError> {
+/// The budget rows closest to their limit, and the instant their numbers are for (the status
+/// answer's `at`, which `/api/v1/budgets/status?at=` reproduces).
+async fn budget_bars(
+    state: &AppState,
+    project: Option<&str>,
+) -> Result<(Vec<BudgetBar>, String), PageError> {
     let status = service::status(&state.store, &state.budgets, project, None, None)
         .await
         .map_err(crate::web::Error::from)?;
+    let at = status["at"].as_str().unwrap_or_default().to_string();
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     let dec = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<Decimal>().ok());
     let mut bars: Vec<(Decimal, BudgetBar)> = Vec::new();
@@ -440,11 +449,13 @@ async fn budget_bars(state: &AppState, project: Option<&str>) -> Result<Vec<Budg
             .then_with(|| a.1.name.cmp(&b.1.name))
             .then_with(|| a.1.split.cmp(&b.1.split))
     });
-    Ok(bars
-        .into_iter()
-        .take(BUDGET_BARS)
-        .map(|(_, bar)| bar)
-        .collect())
+    Ok((
+        bars.into_iter()
+            .take(BUDGET_BARS)
+            .map(|(_, bar)| bar)
+            .collect(),
+        at,
+    ))
 }
 
 /// Spend per day lately: the mean over the last seven complete days (fewer when the range is
