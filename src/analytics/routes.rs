@@ -25,7 +25,7 @@ use super::costs::{format_ts, QueryError};
 use super::params::{self, Common, ParamError};
 use super::time::Interval;
 use super::{dec_json, opt_dec_json, quotient, sort_groups, Table, Tabular, QUOTIENT_SCALE};
-use crate::pricing::{PriceRequest, Pricer};
+use crate::pricing::Pricer;
 use crate::store::queries::routes::{self as sql, RouteAgg};
 use crate::store::queries::scan;
 use crate::store::Store;
@@ -43,16 +43,6 @@ pub const MEASURES: &[&str] = &[
     "effective_input_price_mtok",
     "effective_output_price_mtok",
 ];
-
-const INPUT_LINES: [&str; 6] = [
-    "input_uncached",
-    "cache_read",
-    "cache_write_5m",
-    "cache_write_1h",
-    "audio_in",
-    "image_in",
-];
-const OUTPUT_LINES: [&str; 4] = ["output", "output_reasoning", "audio_out", "image_out"];
 
 /// The values of a row's group-by dimensions.
 type GroupKeys = Vec<Option<String>>;
@@ -109,16 +99,16 @@ pub struct Split {
 }
 
 impl Split {
-    /// Adds the sums SQL made over the calls whose list-price parts are stored.
-    fn add_stored(&mut self, s: &sql::StoredSplit) {
-        let tokens = |n: i64| u64::try_from(n).unwrap_or(0);
+    /// Adds another split of the same group (the SQL's sums over the calls whose list-price
+    /// parts are stored, to those re-priced here).
+    fn add(&mut self, s: &Split) {
         self.requests += s.requests;
         self.cost += s.cost;
         self.list_all += s.list_all;
         self.list_input += s.list_input;
         self.list_output += s.list_output;
-        self.input_tokens += tokens(s.input_tokens);
-        self.output_tokens += tokens(s.output_tokens);
+        self.input_tokens += s.input_tokens;
+        self.output_tokens += s.output_tokens;
     }
 
     fn price(&self, list_part: Decimal, tokens: u64) -> Option<Decimal> {
@@ -216,40 +206,22 @@ pub async fn query(
                 sql::SPLIT_TO_REPRICE,
                 &mut |row| {
                     let Some(cost) = row.cost else { return Ok(()) };
-                    let explained = pricer.explain(&PriceRequest {
-                        provider: row.provider.as_deref(),
-                        model: &row.model,
-                        at: row.ts,
-                        service_tier: Some(&row.service_tier),
-                        tokens: &row.tokens,
-                        web_search_requests: row.web_search_requests,
-                        requests: 1,
-                        project: row.project.as_deref(),
-                        api_key_id: row.api_key_id.as_deref(),
-                    });
-                    let Some(list) = explained.list else {
+                    let request =
+                        super::whatif::price_request(&row, row.provider.as_deref(), &row.model);
+                    let Some(list) = pricer.price(&request).list else {
                         return Ok(());
                     };
-                    let (mut all, mut input, mut output) =
-                        (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
-                    for line in &list.lines {
-                        all += line.amount;
-                        if INPUT_LINES.contains(&line.bucket) {
-                            input += line.amount;
-                        } else if OUTPUT_LINES.contains(&line.bucket) {
-                            output += line.amount;
-                        }
-                    }
-                    if all.is_zero() {
+                    let parts = list.parts;
+                    if parts.all.is_zero() {
                         return Ok(());
                     }
                     for keys in scan::key_sets(&row, &c.group_by) {
                         let s = splits.entry(keys).or_default();
                         s.requests += 1;
                         s.cost += cost;
-                        s.list_all += all;
-                        s.list_input += input;
-                        s.list_output += output;
+                        s.list_all += parts.all;
+                        s.list_input += parts.input;
+                        s.list_output += parts.output;
                         s.input_tokens += row.tokens.input_total();
                         s.output_tokens += row.tokens.output_total();
                     }
@@ -275,7 +247,7 @@ pub async fn query(
                     .then_with(|| a.0.cmp(&b.0))
             });
             let mut split = splits.remove(&agg.keys).unwrap_or_default();
-            split.add_stored(&agg.stored_split);
+            split.add(&agg.stored_split);
             RouteRow {
                 agg,
                 error_types,

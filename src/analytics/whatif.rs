@@ -282,20 +282,29 @@ struct Priced {
     remapped: bool,
 }
 
+/// The pricing question of one stored call, as `provider`'s `model`.
+pub(crate) fn price_request<'a>(
+    row: &'a ScanRow,
+    provider: Option<&'a str>,
+    model: &'a str,
+) -> PriceRequest<'a> {
+    PriceRequest {
+        provider,
+        model,
+        at: row.ts,
+        service_tier: Some(&row.service_tier),
+        tokens: &row.tokens,
+        web_search_requests: row.web_search_requests,
+        requests: 1,
+        project: row.project.as_deref(),
+        api_key_id: row.api_key_id.as_deref(),
+    }
+}
+
 /// The booked cost of one call under `pricer` (custom price, else list), `None` if unpriced.
 fn booked(pricer: &Pricer, row: &ScanRow, provider: Option<&str>, model: &str) -> Option<Decimal> {
     pricer
-        .price(&PriceRequest {
-            provider,
-            model,
-            at: row.ts,
-            service_tier: Some(&row.service_tier),
-            tokens: &row.tokens,
-            web_search_requests: row.web_search_requests,
-            requests: 1,
-            project: row.project.as_deref(),
-            api_key_id: row.api_key_id.as_deref(),
-        })
+        .price(&price_request(row, provider, model))
         .booked()
         .map(|line| line.cost)
 }

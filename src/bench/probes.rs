@@ -65,12 +65,7 @@ impl Api {
             .bearer_auth(&self.key)
             .send()
             .await?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            bail!("GET {path}: {status}: {text}");
-        }
-        serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON"))
+        json_answer(resp, "GET", path).await
     }
 
     /// POSTs a JSON body; the answer as JSON (non-2xx is an error).
@@ -82,12 +77,7 @@ impl Api {
             .json(body)
             .send()
             .await?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            bail!("POST {path}: {status}: {text}");
-        }
-        serde_json::from_str(&text).with_context(|| format!("POST {path}: not JSON"))
+        json_answer(resp, "POST", path).await
     }
 
     /// POSTs a gzip NDJSON body to `path` until it is taken (503 means: wait and resend the
@@ -108,13 +98,19 @@ impl Api {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            let text = resp.text().await?;
-            if !status.is_success() {
-                bail!("POST {path}: {status}: {text}");
-            }
-            return serde_json::from_str(&text).with_context(|| format!("POST {path}: not JSON"));
+            return json_answer(resp, "POST", path).await;
         }
     }
+}
+
+/// A response's body as JSON; a non-2xx status is an error carrying the body.
+async fn json_answer(resp: reqwest::Response, method: &str, path: &str) -> anyhow::Result<Value> {
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        bail!("{method} {path}: {status}: {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON"))
 }
 
 /// Runs each query `warmup + runs` times in turn and keeps the last `runs` timings and the

@@ -127,20 +127,19 @@ struct Acc<'l> {
     lines: Option<&'l mut Vec<ExplainLine>>,
 }
 
-/// The token buckets charged as input; every other token bucket is output.
-const INPUT_BUCKETS: [&str; 6] = [
-    "input_uncached",
-    "cache_read",
-    "cache_write_5m",
-    "cache_write_1h",
-    "audio_in",
-    "image_in",
-];
+/// Which part of a call a charge pays for (see [`Subtotal::input`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Input,
+    Output,
+    Fee,
+}
 
 impl Acc<'_> {
     /// Charges `quantity` units of `bucket` at the first priced key of `chain`.
     fn charge(
         &mut self,
+        part: Part,
         prices: &PriceSet,
         bucket: &'static str,
         quantity: u64,
@@ -161,7 +160,7 @@ impl Acc<'_> {
             .and_then(|x| x.checked_div(per))
             .ok_or(ComputeError::Overflow)?;
         self.sum = self.sum.checked_add(amount).ok_or(ComputeError::Overflow)?;
-        if INPUT_BUCKETS.contains(&bucket) {
+        if part == Part::Input {
             self.input = self
                 .input
                 .checked_add(amount)
@@ -198,8 +197,16 @@ pub(crate) fn compute(
         lines,
     };
 
-    acc.charge(prices, "input_uncached", t.input_uncached, &[INPUT], MTOK)?;
     acc.charge(
+        Part::Input,
+        prices,
+        "input_uncached",
+        t.input_uncached,
+        &[INPUT],
+        MTOK,
+    )?;
+    acc.charge(
+        Part::Input,
         prices,
         "cache_read",
         t.cache_read,
@@ -207,6 +214,7 @@ pub(crate) fn compute(
         MTOK,
     )?;
     acc.charge(
+        Part::Input,
         prices,
         "cache_write_5m",
         t.cache_write_5m,
@@ -214,6 +222,7 @@ pub(crate) fn compute(
         MTOK,
     )?;
     acc.charge(
+        Part::Input,
         prices,
         "cache_write_1h",
         t.cache_write_1h,
@@ -230,24 +239,48 @@ pub(crate) fn compute(
         0
     };
     acc.charge(
+        Part::Output,
         prices,
         "output_reasoning",
         reasoning,
         &[OUTPUT_REASONING],
         MTOK,
     )?;
-    acc.charge(prices, "output", t.output - reasoning, &[OUTPUT], MTOK)?;
-
-    acc.charge(prices, "audio_in", t.audio_in, &[INPUT_AUDIO, INPUT], MTOK)?;
     acc.charge(
+        Part::Output,
+        prices,
+        "output",
+        t.output - reasoning,
+        &[OUTPUT],
+        MTOK,
+    )?;
+
+    acc.charge(
+        Part::Input,
+        prices,
+        "audio_in",
+        t.audio_in,
+        &[INPUT_AUDIO, INPUT],
+        MTOK,
+    )?;
+    acc.charge(
+        Part::Output,
         prices,
         "audio_out",
         t.audio_out,
         &[OUTPUT_AUDIO, OUTPUT],
         MTOK,
     )?;
-    acc.charge(prices, "image_in", t.image_in, &[INPUT_IMAGE, INPUT], MTOK)?;
     acc.charge(
+        Part::Input,
+        prices,
+        "image_in",
+        t.image_in,
+        &[INPUT_IMAGE, INPUT],
+        MTOK,
+    )?;
+    acc.charge(
+        Part::Output,
         prices,
         "image_out",
         t.image_out,
@@ -259,6 +292,7 @@ pub(crate) fn compute(
 
     acc.sum = Decimal::ZERO;
     acc.charge(
+        Part::Fee,
         prices,
         "web_search_requests",
         usage.web_searches,
@@ -268,7 +302,14 @@ pub(crate) fn compute(
     // A per-request price is charged when the model has one; most models have none, and a
     // request count is not a usage that needs a price of its own.
     if prices.requests_kcount.is_some() {
-        acc.charge(prices, "requests", usage.requests, &[REQUESTS], KCOUNT)?;
+        acc.charge(
+            Part::Fee,
+            prices,
+            "requests",
+            usage.requests,
+            &[REQUESTS],
+            KCOUNT,
+        )?;
     }
     Ok(Subtotal {
         tokens,

@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 
 use super::{decimal, where_clause, Sql};
 use crate::analytics::params::Common;
+use crate::analytics::routes::Split;
 use crate::domain::dimension::Dimension;
 use crate::store::StoreError;
 
@@ -35,19 +36,7 @@ pub struct RouteAgg {
     pub compared_list: Decimal,
     /// The input/output split of the requests whose list-price parts are stored (see
     /// [`SPLIT_STORED`]); the others are re-priced by the caller.
-    pub stored_split: StoredSplit,
-}
-
-/// Sums over the requests with a cost and stored, non-zero list-price parts.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StoredSplit {
-    pub requests: i64,
-    pub cost: Decimal,
-    pub list_all: Decimal,
-    pub list_input: Decimal,
-    pub list_output: Decimal,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
+    pub stored_split: Split,
 }
 
 /// Requests whose input/output split is a sum of stored columns.
@@ -97,6 +86,7 @@ pub fn aggregates(conn: &Connection, c: &Common) -> Result<Vec<RouteAgg>, StoreE
          coalesce(sum(computed_cost) FILTER (WHERE reported_cost IS NOT NULL AND currency = 'USD' AND computed_cost IS NOT NULL), 0)::VARCHAR, ",
     );
     // `{f}` is where the filter goes: right after the aggregate, inside any cast.
+    let filter = format!("FILTER (WHERE {SPLIT_STORED})");
     for measure in [
         "count(*) {f}",
         "coalesce(sum(cost) {f}, 0)::VARCHAR",
@@ -106,7 +96,6 @@ pub fn aggregates(conn: &Connection, c: &Common) -> Result<Vec<RouteAgg>, StoreE
         "coalesce(sum(input_uncached + cache_read + cache_write_5m + cache_write_1h + audio_in + image_in) {f}, 0)::BIGINT",
         "coalesce(sum(output + audio_out + image_out) {f}, 0)::BIGINT",
     ] {
-        let filter = format!("FILTER (WHERE {SPLIT_STORED})");
         sql.push(&measure.replace("{f}", &filter)).push(", ");
     }
     sql.push("NULL");
@@ -181,14 +170,14 @@ pub fn aggregates(conn: &Connection, c: &Common) -> Result<Vec<RouteAgg>, StoreE
             compared_requests: cmp,
             compared_reported: decimal(rep)?,
             compared_list: decimal(list)?,
-            stored_split: StoredSplit {
+            stored_split: Split {
                 requests: split_requests,
                 cost: decimal(split_cost)?,
                 list_all: decimal(list_all)?,
                 list_input: decimal(list_in)?,
                 list_output: decimal(list_out)?,
-                input_tokens: split_in,
-                output_tokens: split_out,
+                input_tokens: u64::try_from(split_in).unwrap_or(0),
+                output_tokens: u64::try_from(split_out).unwrap_or(0),
             },
         });
     }

@@ -7,7 +7,7 @@ use duckdb::{Connection, OptionalExt};
 use rust_decimal::Decimal;
 
 use super::costs::Source;
-use super::tasks::{relation, relation_of_rows, Unit};
+use super::tasks::{filtered_relation, relation_of_rows, Unit};
 use super::{decimal, from_micros, where_clause, Sql};
 use crate::analytics::params::{Common, Filter};
 use crate::domain::dimension::Dimension;
@@ -84,16 +84,7 @@ pub fn list(
         // demo's run list take 100-160 ms instead of about 10.
         Source::Auto => {
             sql.push("(SELECT count(*) FROM ");
-            relation(
-                &mut sql,
-                Unit::Run,
-                &c.range,
-                &c.filters,
-                open_cutoff,
-                source,
-            );
-            sql.push(" c");
-            where_clause(&mut sql, &c.range, &c.filters);
+            filtered_relation(&mut sql, Unit::Run, c, open_cutoff, source, "c");
             sql.push(") FROM ");
             relation_of_rows(&mut sql, Unit::Run, open_cutoff, |sql| {
                 sql.push("SELECT rowid FROM ").push(Unit::Run.table());
@@ -110,16 +101,7 @@ pub fn list(
         // From the events, computing the relation once is what matters.
         Source::Events => {
             sql.push("count(*) OVER () FROM ");
-            relation(
-                &mut sql,
-                Unit::Run,
-                &c.range,
-                &c.filters,
-                open_cutoff,
-                source,
-            );
-            sql.push(" u");
-            where_clause(&mut sql, &c.range, &c.filters);
+            filtered_relation(&mut sql, Unit::Run, c, open_cutoff, source, "u");
             order(&mut sql);
             sql.push(" LIMIT ")
                 .bind(Value::BigInt(c.limit as i64))
@@ -169,16 +151,7 @@ pub fn list(
         // Past the last page: the window count saw no rows, so count on its own.
         let mut sql = Sql::default();
         sql.push("SELECT count(*) FROM ");
-        relation(
-            &mut sql,
-            Unit::Run,
-            &c.range,
-            &c.filters,
-            open_cutoff,
-            source,
-        );
-        sql.push(" u");
-        where_clause(&mut sql, &c.range, &c.filters);
+        filtered_relation(&mut sql, Unit::Run, c, open_cutoff, source, "u");
         total = conn.query_row(
             &sql.text,
             duckdb::params_from_iter(sql.params.iter()),

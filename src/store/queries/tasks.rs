@@ -389,6 +389,21 @@ pub fn relation(
     sql.push(")");
 }
 
+/// Pushes `<relation> <alias> WHERE …`: the units of [`relation`] filtered by the question's
+/// range and filters — how every query over units starts.
+pub(crate) fn filtered_relation(
+    sql: &mut Sql,
+    unit: Unit,
+    c: &Common,
+    open_cutoff: DateTime<Utc>,
+    source: Source,
+    alias: &str,
+) {
+    relation(sql, unit, &c.range, &c.filters, open_cutoff, source);
+    sql.push(" ").push(alias);
+    where_clause(sql, &c.range, &c.filters);
+}
+
 /// Pushes `(<relation rows>)` of the materialised units whose row ids `rowids` selects (SQL
 /// pushed by the closure, over [`Unit::table`]), with the same columns as [`relation`].
 pub(crate) fn relation_of_rows(
@@ -456,16 +471,7 @@ pub fn grouped(
         }
     }
     sql.push(" FROM ");
-    relation(
-        &mut sql,
-        Unit::Task,
-        &c.range,
-        &c.filters,
-        open_cutoff,
-        source,
-    );
-    sql.push(" u");
-    where_clause(&mut sql, &c.range, &c.filters);
+    filtered_relation(&mut sql, Unit::Task, c, open_cutoff, source, "u");
     sql.push(") e");
     if !buckets.is_empty() {
         sql.push(" ASOF JOIN (VALUES ");
@@ -515,16 +521,7 @@ pub fn total(
 ) -> Result<TaskMeasures, StoreError> {
     let mut sql = Sql::default();
     sql.push("SELECT ").push(PARTIAL_SUMS).push(" FROM ");
-    relation(
-        &mut sql,
-        Unit::Task,
-        &c.range,
-        &c.filters,
-        open_cutoff,
-        source,
-    );
-    sql.push(" e");
-    where_clause(&mut sql, &c.range, &c.filters);
+    filtered_relation(&mut sql, Unit::Task, c, open_cutoff, source, "e");
     sql.push(" GROUP BY ALL");
     let mut stmt = conn.prepare(&sql.text)?;
     let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {

@@ -123,7 +123,7 @@ fn api_query(
 }
 
 /// The page's query string without `drop` keys (and with `add` appended).
-fn link(params: &[(String, String)], drop: &[&str], add: &[(&str, &str)]) -> String {
+fn page_query(params: &[(String, String)], drop: &[&str], add: &[(&str, &str)]) -> String {
     let mut parts: Vec<String> = params
         .iter()
         .filter(|(k, _)| !drop.contains(&k.as_str()))
@@ -133,7 +133,12 @@ fn link(params: &[(String, String)], drop: &[&str], add: &[(&str, &str)]) -> Str
         add.iter()
             .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v))),
     );
-    format!("/explore?{}", parts.join("&"))
+    parts.join("&")
+}
+
+/// This page with [`page_query`]'s parameters.
+fn link(params: &[(String, String)], drop: &[&str], add: &[(&str, &str)]) -> String {
+    format!("/explore?{}", page_query(params, drop, add))
 }
 
 /// `fdim`/`fval` from the add-a-filter form become an API-shaped `dimension=value` parameter,
@@ -350,17 +355,19 @@ pub async fn page(
             .collect(),
         // A rolling range ("30d") moves with the clock; the download pins the instants this
         // page answered so the CSV is exactly the table on screen, however late it is clicked.
-        csv_link: link(
-            &params,
-            &["range", "from", "to", "tz"],
-            &[
-                ("range", "custom"),
-                ("from", &range.from.to_rfc3339()),
-                ("to", &range.to.to_rfc3339()),
-                ("tz", range.tz.name()),
-            ],
-        )
-        .replacen("/explore?", "/explore.csv?", 1),
+        csv_link: format!(
+            "/explore.csv?{}",
+            page_query(
+                &params,
+                &["range", "from", "to", "tz"],
+                &[
+                    ("range", "custom"),
+                    ("from", &range.from.to_rfc3339()),
+                    ("to", &range.to.to_rfc3339()),
+                    ("tz", range.tz.name()),
+                ],
+            )
+        ),
         api_link: format!("/api/v1/costs?{api_params}"),
         keep,
         range,
