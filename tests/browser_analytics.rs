@@ -239,3 +239,169 @@ async fn tasks_runs_and_routes_pages_show_the_api_numbers() {
     browser.quit().await;
     srv.stop().await;
 }
+
+/// The legend's series labels, in order (the chart ranks them by their total).
+async fn legend(browser: &Browser) -> Vec<String> {
+    let v: Value = browser
+        .execute("return [...document.querySelectorAll('figcaption .key')].map(k => k.innerText.trim());")
+        .await;
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn explore_answers_cost_per_successful_task_like_the_tasks_api() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let srv = demo_server().await;
+    // The Tasks page opens the same question in Explore.
+    browser
+        .goto(&srv.url("/tasks?range=30d&group_by=feature"))
+        .await;
+    browser.click("#tasks-explore").await;
+    let url = browser.wait_url("/explore?").await;
+    assert!(
+        url.contains("of=tasks") && url.contains("group_by=feature") && url.contains("range=30d"),
+        "{url}"
+    );
+    assert!(
+        browser.console_errors().await.is_empty(),
+        "console errors on /explore?of=tasks"
+    );
+    let api_href = browser.attr("#api-link", "href").await.unwrap();
+    assert!(api_href.starts_with("/api/v1/tasks?"), "{api_href}");
+    let api = srv.get_ok(&api_href).await;
+    let api_rows = api["rows"].as_array().unwrap();
+    let shown = table(&browser, "explore-table").await;
+    assert!(shown.len() >= 3, "demo features: {shown:?}");
+    assert_eq!(shown.len(), api_rows.len());
+    let measures = [
+        "cost_per_successful_task",
+        "success_rate",
+        "tasks",
+        "successful",
+        "failed",
+        "cost",
+        "retry_cost",
+        "calls",
+    ];
+    for (row, api_row) in shown.iter().zip(api_rows) {
+        assert_eq!(
+            row["feature"],
+            api_row["feature"].as_str().unwrap_or("(none)")
+        );
+        for key in measures {
+            assert_eq!(row[key], exact(&api_row[key]), "{key} of {row:?}");
+        }
+    }
+    // The footer is the API's total, which the rows add up to (every feature is shown).
+    let footer: Value = browser
+        .execute("return [...document.querySelectorAll('#explore-table tfoot td')].map(c => c.dataset.exact ?? '');")
+        .await;
+    let keys: Vec<String> = browser
+        .execute("return [...document.querySelectorAll('#explore-table thead th')].map(h => h.dataset.key);")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    let foot = |key: &str| {
+        let i = keys.iter().position(|k| k == key).unwrap();
+        footer[i].as_str().unwrap().to_string()
+    };
+    for key in measures {
+        assert_eq!(foot(key), exact(&api["total"][key]), "total {key}");
+    }
+    let dec = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
+    let summed: rust_decimal::Decimal = shown.iter().map(|r| dec(&r["cost"])).sum();
+    assert_eq!(summed, dec(&foot("cost")));
+    let tasks: i64 = shown
+        .iter()
+        .map(|r| r["tasks"].parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(tasks.to_string(), foot("tasks"));
+
+    // The chart stacks the same tasks' cost: its series are the table's features, ranked the
+    // same way (the table is sorted by cost, the legend by each series' total).
+    assert!(browser.find_all("svg.chart rect").await.len() >= 20);
+    let features: Vec<String> = shown.iter().map(|r| r["feature"].clone()).collect();
+    let labels = legend(&browser).await;
+    assert_eq!(
+        labels[..features.len().min(8)],
+        features[..features.len().min(8)]
+    );
+    browser.screenshot("explore-tasks").await;
+
+    // The CSV is the table, every digit.
+    let csv_href = browser.attr("#csv-link", "href").await.unwrap();
+    let body = srv
+        .client
+        .get(srv.url(&csv_href))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let head: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), shown.len());
+    for (record, row) in records.iter().zip(&shown) {
+        for key in ["feature"].iter().chain(&measures) {
+            let i = head.iter().position(|h| h == key).unwrap();
+            assert_eq!(&record[i], row[*key].as_str(), "{key} in the CSV");
+        }
+    }
+
+    // Sorting by a column header: the address carries it, the rows follow it.
+    browser
+        .click("#explore-table thead th[data-key=success_rate] a")
+        .await;
+    browser.wait_url("order=success_rate").await;
+    let rates: Vec<rust_decimal::Decimal> = table(&browser, "explore-table")
+        .await
+        .iter()
+        .map(|r| dec(&r["success_rate"]))
+        .collect();
+    assert!(
+        rates.windows(2).all(|w| w[0] >= w[1]),
+        "descending: {rates:?}"
+    );
+    assert_eq!(
+        browser
+            .attr(
+                "#explore-table thead th[data-key=success_rate]",
+                "aria-sort"
+            )
+            .await
+            .as_deref(),
+        Some("descending")
+    );
+
+    // Switching to spend keeps the grouping; the tasks-only order falls back to spend's.
+    browser
+        .execute("document.querySelector('#dataset').value = 'costs'; document.querySelector('form.controls').submit();")
+        .await;
+    browser.wait_url("of=costs").await;
+    assert!(browser.console_errors().await.is_empty());
+    let api_href = browser.attr("#api-link", "href").await.unwrap();
+    assert!(api_href.starts_with("/api/v1/costs?"), "{api_href}");
+    let api = srv.get_ok(&api_href).await;
+    let shown = table(&browser, "explore-table").await;
+    assert_eq!(shown.len(), api["rows"].as_array().unwrap().len());
+    for (row, api_row) in shown.iter().zip(api["rows"].as_array().unwrap()) {
+        assert_eq!(
+            row["feature"],
+            api_row["feature"].as_str().unwrap_or("(none)")
+        );
+        assert_eq!(row["cost"], exact(&api_row["cost"]));
+    }
+    browser.quit().await;
+    srv.stop().await;
+}

@@ -1,38 +1,167 @@
-//! Explore: any group-by and filters of `/api/v1/costs` as a stacked chart over time and a
-//! sortable table, with a CSV of exactly the table.
+//! Explore: any group-by and filters of `/api/v1/costs` (spend) or `/api/v1/tasks` (cost per
+//! successful task) as a stacked chart over time and a sortable table, with a CSV of exactly
+//! the table.
 //!
-//! The page's query string *is* an API query string (plus the range picker's `range`): it is
-//! parsed by `CostQuery::parse`, so the table, its CSV and `/api/v1/costs` with the same
-//! parameters cannot disagree.
+//! The page's query string *is* an API query string, plus a few page-only parameters (`of`
+//! picks the dataset, `range` is the picker's preset). It is parsed by the API's own parser
+//! (`CostQuery::parse` or `TaskQuery::parse`) and the table is drawn from the API's JSON
+//! answer, so the table, its CSV (made by the API's own CSV writer) and the linked API query
+//! cannot disagree.
 
 use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rust_decimal::Decimal;
+use serde_json::Value;
 
-use super::overview::percent;
+use super::tasks::{cell, pick, Cell, Kind};
 use super::{render, urlencode, Layout, PageError, Range};
-use crate::analytics::costs::{self, CostAnswer, CostQuery, Measures, MEASURES};
-use crate::analytics::params::{pairs, OrderBy, TimeRange};
+use crate::analytics::costs::{self, format_ts, CostQuery};
+use crate::analytics::params::{pairs, Common, OrderBy, ParamError, TimeRange, MAX_LIMIT};
+use crate::analytics::tasks::{self, TaskQuery};
 use crate::analytics::time::Interval;
+use crate::analytics::{Table, Tabular};
 use crate::domain::dimension::Dimension;
-use crate::domain::money::{display_usd, to_api_string};
 use crate::keys::Principal;
 use crate::web::auth::{self, SessionCookie};
 use crate::web::charts::{BarChart, Series};
+use crate::web::format::{self, Format};
 use crate::web::AppState;
 
 /// Page-only parameters, stripped before the API parser sees the rest.
-const PAGE_PARAMS: [&str; 4] = ["range", "fdim", "fval", "chart"];
+const PAGE_PARAMS: [&str; 5] = ["of", "range", "fdim", "fval", "chart"];
 /// Series drawn in the chart; the rest are summed as "other".
 const CHART_SERIES: usize = 8;
 /// Rows shown unless `limit` says otherwise.
 const DEFAULT_ROWS: usize = 100;
+
+/// What the page explores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dataset {
+    /// Spend per event: `/api/v1/costs`.
+    Costs,
+    /// Tasks and what a successful one costs: `/api/v1/tasks`.
+    Tasks,
+}
+
+impl Dataset {
+    /// `of=costs|tasks`; spend when absent.
+    fn from_params(params: &[(String, String)]) -> Result<Dataset, ParamError> {
+        match params
+            .iter()
+            .find(|(k, _)| k == "of")
+            .map(|(_, v)| v.as_str())
+        {
+            None | Some("") | Some("costs") => Ok(Dataset::Costs),
+            Some("tasks") => Ok(Dataset::Tasks),
+            Some(other) => Err(ParamError(format!(
+                "of: {other:?}; expected costs or tasks"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataset::Costs => "costs",
+            Dataset::Tasks => "tasks",
+        }
+    }
+
+    /// The names `order` may use besides group keys.
+    fn measures(self) -> &'static [&'static str] {
+        match self {
+            Dataset::Costs => costs::MEASURES,
+            Dataset::Tasks => tasks::MEASURES,
+        }
+    }
+
+    /// Measures the table shows, with their headings (every one a valid `order` key).
+    fn shown(self) -> &'static [(&'static str, &'static str, Kind)] {
+        match self {
+            Dataset::Costs => &[
+                ("cost", "Spend", Kind::Money),
+                ("reported_cost", "Reported", Kind::Money),
+                ("computed_cost", "List price", Kind::Money),
+                ("requests", "Requests", Kind::Count),
+                ("errors", "Errors", Kind::Count),
+                ("input_tokens", "Input tokens", Kind::Count),
+                ("output_tokens", "Output tokens", Kind::Count),
+                ("unpriced_requests", "Unpriced", Kind::Count),
+            ],
+            Dataset::Tasks => &[
+                (
+                    "cost_per_successful_task",
+                    "Cost per successful task",
+                    Kind::Money,
+                ),
+                ("success_rate", "Success rate", Kind::Fraction),
+                ("tasks", "Tasks", Kind::Count),
+                ("successful", "Successful", Kind::Count),
+                ("failed", "Failed", Kind::Count),
+                ("cost", "Cost", Kind::Money),
+                ("retry_cost", "Retry waste", Kind::Money),
+                ("calls", "Calls", Kind::Count),
+            ],
+        }
+    }
+
+    /// The stacked chart's title; both datasets stack their `cost`.
+    fn chart_title(self) -> &'static str {
+        match self {
+            Dataset::Costs => "Spend over time",
+            Dataset::Tasks => "Task cost over time, by each task's first call",
+        }
+    }
+
+    /// The download's name (`tally-<name>.csv`).
+    fn file_name(self) -> &'static str {
+        match self {
+            Dataset::Costs => "explore-costs",
+            Dataset::Tasks => "explore-tasks",
+        }
+    }
+}
+
+/// A parsed question of either dataset.
+#[derive(Debug, Clone)]
+enum Question {
+    Costs(CostQuery),
+    Tasks(TaskQuery),
+}
+
+impl Question {
+    fn common(&self) -> &Common {
+        match self {
+            Question::Costs(q) => &q.common,
+            Question::Tasks(q) => &q.common,
+        }
+    }
+
+    fn common_mut(&mut self) -> &mut Common {
+        match self {
+            Question::Costs(q) => &mut q.common,
+            Question::Tasks(q) => &mut q.common,
+        }
+    }
+
+    /// The API's JSON answer and its table columns, in the API's order.
+    async fn answer(self, state: &AppState) -> Result<(Value, Vec<String>), PageError> {
+        Ok(match self {
+            Question::Costs(q) => {
+                let answer = costs::query(&state.store, q).await?;
+                (answer.to_json(), answer.columns())
+            }
+            Question::Tasks(q) => {
+                let answer = tasks::query(&state.store, q).await?;
+                (answer.to_json(), answer.table().columns)
+            }
+        })
+    }
+}
 
 #[derive(Template)]
 #[template(path = "explore.html")]
@@ -41,6 +170,7 @@ pub struct ExplorePage {
     pub range: Range,
     /// Hidden fields that keep the current query when the range changes.
     pub keep: Vec<(String, String)>,
+    pub dataset: &'static str,
     pub dimensions: Vec<&'static str>,
     pub group1: String,
     pub group2: String,
@@ -56,6 +186,8 @@ pub struct ExplorePage {
     pub truncated: bool,
     pub csv_link: String,
     pub api_link: String,
+    /// The same filters in the other dataset.
+    pub switch_link: String,
 }
 
 pub struct FilterChip {
@@ -64,6 +196,8 @@ pub struct FilterChip {
 }
 
 pub struct Column {
+    /// The API's name of the column (`data-key`).
+    pub key: String,
     pub label: String,
     pub numeric: bool,
     pub sort_link: String,
@@ -71,54 +205,54 @@ pub struct Column {
     pub sorted: &'static str,
 }
 
-pub struct Cell {
-    pub text: String,
-    pub title: String,
-    pub numeric: bool,
-}
-
-/// Measures the table shows, with their headings.
-const SHOWN: [(&str, &str); 8] = [
-    ("cost", "Spend"),
-    ("reported_cost", "Reported"),
-    ("computed_cost", "List price"),
-    ("requests", "Requests"),
-    ("errors", "Errors"),
-    ("input_tokens", "Input tokens"),
-    ("output_tokens", "Output tokens"),
-    ("unpriced_requests", "Unpriced"),
-];
-
-/// The API query behind the page: parameters minus the page-only ones, with the picker's range.
+/// The API question behind the page: parameters minus the page-only ones, with the picker's
+/// range. An `order` the dataset does not know (left over from the other dataset, after the
+/// form switched `of`) is dropped rather than refused: the page falls back to its default.
 fn api_query(
+    dataset: Dataset,
     params: &[(String, String)],
     range: &Range,
     principal: &Principal,
-) -> Result<CostQuery, PageError> {
+    state: &AppState,
+) -> Result<Question, PageError> {
+    let known_order = |v: &str| {
+        let key = v.split(':').next().unwrap_or_default();
+        dataset.measures().contains(&key) || key.parse::<Dimension>().is_ok()
+    };
     let api_pairs: Vec<(String, String)> = params
         .iter()
-        .filter(|(k, _)| {
-            !PAGE_PARAMS.contains(&k.as_str()) && k != "from" && k != "to" && k != "interval"
+        .filter(|(k, v)| {
+            !PAGE_PARAMS.contains(&k.as_str())
+                && !["from", "to", "interval"].contains(&k.as_str())
+                && (k != "order" || known_order(v))
         })
         .cloned()
         .collect();
-    let (mut q, _) = CostQuery::parse(&api_pairs, &[])?;
-    q.common.range = TimeRange {
+    let mut q = match dataset {
+        Dataset::Costs => Question::Costs(CostQuery::parse(&api_pairs, &[])?.0),
+        Dataset::Tasks => Question::Tasks(TaskQuery::parse(
+            &api_pairs,
+            state.config.analytics.open_task_timeout.0,
+            Utc::now(),
+        )?),
+    };
+    let c = q.common_mut();
+    c.range = TimeRange {
         from: Some(range.from),
         to: Some(range.to),
     };
-    q.common.tz = range.tz;
-    q.common.interval = Interval::None;
+    c.tz = range.tz;
+    c.interval = Interval::None;
     if !params.iter().any(|(k, _)| k == "limit") {
-        q.common.limit = DEFAULT_ROWS;
+        c.limit = DEFAULT_ROWS;
     }
-    if q.common.order.is_none() {
-        q.common.order = Some(OrderBy {
+    if c.order.is_none() {
+        c.order = Some(OrderBy {
             key: "cost".into(),
             descending: true,
         });
     }
-    auth::scope(principal, &mut q.common.filters)?;
+    auth::scope(principal, &mut c.filters)?;
     Ok(q)
 }
 
@@ -164,22 +298,34 @@ fn canonical_redirect(params: &[(String, String)]) -> Option<Redirect> {
     Some(Redirect::to(&link(&kept, &[], &[(&dim, &value)])))
 }
 
-fn measure(m: &Measures, key: &str) -> (String, String) {
-    let money = |d: Decimal| (display_usd(d), format!("${}", to_api_string(d)));
-    match key {
-        "cost" => money(m.cost),
-        "reported_cost" => money(m.reported_cost),
-        "computed_cost" => money(m.computed_cost),
-        "requests" => (m.requests.to_string(), String::new()),
-        "errors" => (
-            m.errors.to_string(),
-            percent(Decimal::from(m.errors), Decimal::from(m.requests)),
-        ),
-        "input_tokens" => (m.input_tokens.to_string(), String::new()),
-        "output_tokens" => (m.output_tokens.to_string(), String::new()),
-        "unpriced_requests" => (m.unpriced_requests.to_string(), String::new()),
-        _ => (String::new(), String::new()),
+/// The chart's interval: the address's, else one that gives a readable number of bars.
+fn chart_interval(params: &[(String, String)], range: &Range) -> Result<Interval, ParamError> {
+    Ok(
+        match params
+            .iter()
+            .find(|(k, _)| k == "interval")
+            .map(|(_, v)| v.as_str())
+        {
+            Some(v) => Interval::parse(v).map_err(ParamError)?,
+            None if range.to - range.from > chrono::Duration::days(92) => Interval::Week,
+            None if range.to - range.from <= chrono::Duration::days(2) => Interval::Hour,
+            None => Interval::Day,
+        },
+    )
+}
+
+/// The API answer's rows as a table in `columns` order.
+fn rows_table(answer: &Value, columns: Vec<String>) -> Table {
+    let mut table = Table::new(columns);
+    for row in answer["rows"].as_array().into_iter().flatten() {
+        let values = table
+            .columns
+            .iter()
+            .map(|c| row.get(c).cloned().unwrap_or(Value::Null))
+            .collect();
+        table.rows.push(values);
     }
+    table
 }
 
 pub async fn page(
@@ -193,102 +339,74 @@ pub async fn page(
     if let Some(redirect) = canonical_redirect(&params) {
         return Ok(redirect.into_response());
     }
+    let dataset = Dataset::from_params(&params)?;
     let range = Range::from_pairs(&params, Utc::now())?;
-    let q = api_query(&params, &range, &principal)?;
-    let table = costs::query(&state.store, q.clone()).await?;
+    let q = api_query(dataset, &params, &range, &principal, &state)?;
+    let interval = chart_interval(&params, &range)?;
 
-    // The chart: the first group key stacked over time buckets.
-    let interval = match params
-        .iter()
-        .find(|(k, _)| k == "interval")
-        .map(|(_, v)| v.as_str())
-    {
-        Some(v) => Interval::parse(v).map_err(crate::analytics::params::ParamError)?,
-        None if range.to - range.from > chrono::Duration::days(92) => Interval::Week,
-        None if range.to - range.from <= chrono::Duration::days(2) => Interval::Hour,
-        None => Interval::Day,
-    };
-    let (chart, legend) = if interval == Interval::None {
-        (None, Vec::new())
-    } else {
+    // The chart: the first group key stacked over time buckets, asked concurrently with the
+    // table.
+    let chart_question = (interval != Interval::None).then(|| {
         let mut cq = q.clone();
-        cq.common.interval = interval;
-        cq.common.group_by.truncate(1);
-        cq.common.order = None;
-        cq.common.limit = crate::analytics::params::MAX_LIMIT;
-        let series = costs::query(&state.store, cq).await?;
-        let chart = stacked(&series, &range, interval);
-        let legend = chart.legend();
-        (Some(chart.render()), legend)
+        let c = cq.common_mut();
+        c.interval = interval;
+        c.group_by.truncate(1);
+        c.order = None;
+        c.limit = MAX_LIMIT;
+        cq
+    });
+    let chart_answer = async {
+        match chart_question {
+            Some(cq) => cq.answer(&state).await.map(|(json, _)| Some(json)),
+            None => Ok(None),
+        }
+    };
+    let ((answer, answer_columns), chart_answer) =
+        tokio::try_join!(q.clone().answer(&state), chart_answer)?;
+    let (chart, legend) = match chart_answer {
+        Some(series) => {
+            let chart = stacked(dataset, &series, &range, interval);
+            let legend = chart.legend();
+            (Some(chart.render()), legend)
+        }
+        None => (None, Vec::new()),
     };
 
-    let c = &q.common;
-    let keys: Vec<&'static str> = c.group_by.iter().map(|d| d.name()).collect();
+    let c = q.common();
+    let keys: Vec<String> = c.group_by.iter().map(|d| d.name().to_string()).collect();
+    let table = rows_table(&answer, answer_columns);
+    let (picked, rows) = pick(&table, &keys, dataset.shown());
     let sorted_by = c.order.as_ref().map(|o| (o.key.clone(), o.descending));
-    let mut columns: Vec<Column> = Vec::new();
-    for (key, label, numeric) in keys
-        .iter()
-        .map(|k| (*k, *k, false))
-        .chain(SHOWN.iter().map(|(k, l)| (*k, *l, true)))
-    {
-        let (sorted, next_desc) = match &sorted_by {
-            Some((k, desc)) if k == key => (if *desc { "descending" } else { "ascending" }, !desc),
-            _ => ("", numeric),
-        };
-        let order = format!("{key}:{}", if next_desc { "desc" } else { "asc" });
-        columns.push(Column {
-            label: label.replace('_', " "),
-            numeric,
-            sort_link: link(&params, &["order"], &[("order", &order)]),
-            sorted,
-        });
-    }
-    let rows = table
-        .rows
-        .iter()
-        .map(|row| {
-            let mut cells: Vec<Cell> = row
-                .keys
-                .iter()
-                .map(|k| Cell {
-                    text: k.clone().unwrap_or_else(|| "(none)".into()),
-                    title: String::new(),
-                    numeric: false,
-                })
-                .collect();
-            for (key, _) in SHOWN {
-                let (text, title) = measure(&row.measures, key);
-                cells.push(Cell {
-                    text,
-                    title,
-                    numeric: true,
-                });
+    let mut columns: Vec<Column> = picked
+        .into_iter()
+        .map(|col| {
+            let (sorted, next_desc) = match &sorted_by {
+                Some((k, desc)) if *k == col.key => {
+                    (if *desc { "descending" } else { "ascending" }, !desc)
+                }
+                _ => ("", col.numeric),
+            };
+            let order = format!("{}:{}", col.key, if next_desc { "desc" } else { "asc" });
+            Column {
+                label: col.label,
+                key: col.key,
+                numeric: col.numeric,
+                sort_link: link(&params, &["order"], &[("order", &order)]),
+                sorted,
             }
-            cells
         })
         .collect();
     let mut total: Vec<Cell> = keys
         .iter()
         .enumerate()
-        .map(|(i, _)| Cell {
-            text: if i == 0 {
-                "Total".into()
-            } else {
-                String::new()
-            },
-            title: String::new(),
-            numeric: false,
-        })
+        .map(|(i, _)| text_cell(if i == 0 { "Total" } else { "" }))
         .collect();
     if total.is_empty() {
-        total.push(Cell {
-            text: "Total".into(),
-            title: String::new(),
-            numeric: false,
-        });
+        total.push(text_cell("Total"));
         columns.insert(
             0,
             Column {
+                key: String::new(),
                 label: String::new(),
                 numeric: false,
                 sort_link: String::new(),
@@ -296,14 +414,12 @@ pub async fn page(
             },
         );
     }
-    for (key, _) in SHOWN {
-        let (text, title) = measure(&table.total, key);
-        total.push(Cell {
-            text,
-            title,
-            numeric: true,
-        });
-    }
+    total.extend(
+        dataset
+            .shown()
+            .iter()
+            .map(|(key, _, kind)| cell(&answer["total"][*key], *kind)),
+    );
 
     // Chips come from the address, not the parsed query, so a key's own project scope (added
     // by the server) is not offered for removal.
@@ -323,12 +439,16 @@ pub async fn page(
             ),
         })
         .collect();
-    let api_params = api_params(&q);
+    let api_params = api_params(c);
     let keep = params
         .iter()
         .filter(|(k, _)| !["range", "from", "to", "tz"].contains(&k.as_str()))
         .cloned()
         .collect();
+    let other = match dataset {
+        Dataset::Costs => Dataset::Tasks,
+        Dataset::Tasks => Dataset::Costs,
+    };
     let page = ExplorePage {
         layout: Layout::new(
             "Explore",
@@ -337,9 +457,10 @@ pub async fn page(
             session.as_ref().map(|s| &s.0),
             state.auth.sessions(),
         ),
+        dataset: dataset.name(),
         dimensions: Dimension::ALL.iter().map(|d| d.name()).collect(),
-        group1: keys.first().map(|s| s.to_string()).unwrap_or_default(),
-        group2: keys.get(1).map(|s| s.to_string()).unwrap_or_default(),
+        group1: keys.first().cloned().unwrap_or_default(),
+        group2: keys.get(1).cloned().unwrap_or_default(),
         interval: interval.name().to_string(),
         filters,
         chart,
@@ -347,7 +468,7 @@ pub async fn page(
         columns,
         rows,
         total,
-        truncated: table.truncated,
+        truncated: answer["truncated"].as_bool().unwrap_or(false),
         carried: params
             .iter()
             .filter(|(k, _)| k.parse::<Dimension>().is_ok() || k == "order" || k == "limit")
@@ -368,16 +489,26 @@ pub async fn page(
                 ],
             )
         ),
-        api_link: format!("/api/v1/costs?{api_params}"),
+        api_link: format!("/api/v1/{}?{api_params}", dataset.name()),
+        // The order is the only parameter that may not mean anything in the other dataset.
+        switch_link: link(&params, &["of", "order"], &[("of", other.name())]),
         keep,
         range,
     };
     render(&page, started, "explore")
 }
 
-/// The `/api/v1/costs` parameters that answer the table.
-fn api_params(q: &CostQuery) -> String {
-    let c = &q.common;
+fn text_cell(text: &str) -> Cell {
+    Cell {
+        text: text.into(),
+        exact: String::new(),
+        numeric: false,
+        href: String::new(),
+    }
+}
+
+/// The API parameters that answer the table.
+fn api_params(c: &Common) -> String {
     let mut parts = Vec::new();
     if let Some(f) = c.range.from {
         parts.push(format!("from={}", urlencode(&f.to_rfc3339())));
@@ -416,26 +547,28 @@ fn api_params(q: &CostQuery) -> String {
     parts.join("&")
 }
 
-/// Stacks the top series by total and folds the rest into "other".
-fn stacked(answer: &CostAnswer, range: &Range, interval: Interval) -> BarChart {
+/// Stacks the `cost` of the top series by total and folds the rest into "other". `answer` is
+/// the API's JSON answer grouped by at most one key and bucketed by `interval`.
+fn stacked(dataset: Dataset, answer: &Value, range: &Range, interval: Interval) -> BarChart {
     let tz = range.tz;
     let buckets = crate::analytics::time::bucket_starts(range.from, range.to, interval, tz, 10_000)
         .unwrap_or_default();
-    let index: HashMap<DateTime<Utc>, usize> =
-        buckets.iter().enumerate().map(|(i, b)| (*b, i)).collect();
+    // Rows name their bucket as the API formats it.
+    let index: HashMap<String, usize> = buckets
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (format_ts(*b, tz), i))
+        .collect();
+    let key_name = answer["group_by"][0].as_str();
     let mut per_key: HashMap<Option<String>, Vec<Decimal>> = HashMap::new();
-    for row in &answer.rows {
-        let key = row
-            .keys
-            .first()
-            .cloned()
-            .flatten()
-            .or_else(|| row.keys.first().map(|_| "(none)".into()));
+    for row in answer["rows"].as_array().into_iter().flatten() {
+        let key = key_name.map(|k| row[k].as_str().unwrap_or("(none)").to_string());
         let values = per_key
             .entry(key)
             .or_insert_with(|| vec![Decimal::ZERO; buckets.len()]);
-        if let Some(i) = row.bucket.and_then(|b| index.get(&b)) {
-            values[*i] += row.measures.cost;
+        let cost = row["cost"].as_str().and_then(|s| s.parse::<Decimal>().ok());
+        if let (Some(i), Some(cost)) = (row["bucket"].as_str().and_then(|b| index.get(b)), cost) {
+            values[*i] += cost;
         }
     }
     let mut ranked: Vec<(Option<String>, Vec<Decimal>)> = per_key.into_iter().collect();
@@ -450,7 +583,7 @@ fn stacked(answer: &CostAnswer, range: &Range, interval: Interval) -> BarChart {
     for (i, (key, values)) in ranked.into_iter().enumerate() {
         if i < CHART_SERIES {
             series.push(Series {
-                label: key.unwrap_or_else(|| "Spend".into()),
+                label: key.unwrap_or_else(|| "Cost".into()),
                 values,
             });
         } else {
@@ -477,61 +610,58 @@ fn stacked(answer: &CostAnswer, range: &Range, interval: Interval) -> BarChart {
             .collect(),
         series,
         forecast: Vec::new(),
-        title: "Spend over time".into(),
+        title: dataset.chart_title().into(),
         counts: false,
     }
 }
 
-/// `/explore.csv`: the table exactly as shown, with every stored digit.
+/// `/explore.csv`: the table exactly as shown, with every stored digit, written by the API's
+/// own CSV writer (`format=csv`), so it is also the API's CSV for the same query.
 pub async fn csv(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
     let params = pairs(raw.as_deref());
+    let dataset = Dataset::from_params(&params)?;
     let range = Range::from_pairs(&params, Utc::now())?;
-    let q = api_query(&params, &range, &principal)?;
-    let answer = costs::query(&state.store, q).await?;
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let mut header: Vec<String> = answer
-        .query
-        .common
-        .group_by
-        .iter()
-        .map(|d| d.name().to_string())
-        .collect();
-    header.extend(MEASURES.iter().map(|m| m.to_string()));
-    let io = |e: csv::Error| PageError(crate::web::Error::Internal(e.into()));
-    out.write_record(&header).map_err(io)?;
-    for row in &answer.rows {
-        let mut record: Vec<String> = row
-            .keys
+    let q = api_query(dataset, &params, &range, &principal, &state)?;
+    let (answer, columns) = q.answer(&state).await?;
+    Ok(format::respond(Format::Csv, answer, "rows", dataset.file_name(), &columns).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
             .iter()
-            .map(|k| k.clone().unwrap_or_default())
-            .collect();
-        let m = costs::MeasuresJson::from(&row.measures);
-        let value = serde_json::to_value(&m).unwrap_or_default();
-        for name in MEASURES {
-            record.push(match &value[name] {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            });
-        }
-        out.write_record(&record).map_err(io)?;
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
-    let body = out
-        .into_inner()
-        .map_err(|e| PageError(crate::web::Error::Internal(anyhow::anyhow!("{e}"))))?;
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"tally-explore.csv\"",
-            ),
-        ],
-        body,
-    )
-        .into_response())
+
+    #[test]
+    fn the_dataset_is_spend_unless_the_address_says_tasks() {
+        assert_eq!(Dataset::from_params(&[]).unwrap(), Dataset::Costs);
+        assert_eq!(
+            Dataset::from_params(&p(&[("of", "tasks")])).unwrap(),
+            Dataset::Tasks
+        );
+        let err = Dataset::from_params(&p(&[("of", "runs")])).unwrap_err();
+        assert!(err.0.contains("expected costs or tasks"), "{}", err.0);
+    }
+
+    #[test]
+    fn every_shown_measure_is_a_valid_sort_key() {
+        for dataset in [Dataset::Costs, Dataset::Tasks] {
+            for (key, _, _) in dataset.shown() {
+                assert!(
+                    dataset.measures().contains(key),
+                    "{} cannot sort by {key}",
+                    dataset.name()
+                );
+            }
+        }
+    }
 }

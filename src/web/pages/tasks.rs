@@ -249,6 +249,8 @@ pub struct TasksPage {
     pub task_rows: Vec<Vec<Cell>>,
     pub task_total: Vec<Cell>,
     pub tasks_api: String,
+    /// The same tasks in Explore: over time, sortable, with a CSV.
+    pub explore_link: String,
     pub run_columns: Vec<Column>,
     pub run_rows: Vec<Vec<Cell>>,
     pub total_runs: i64,
@@ -282,6 +284,16 @@ pub async fn page(
     task_pairs.extend(filters.iter().cloned());
     task_pairs.push(("order".into(), "cost:desc".into()));
     let tasks_api = format!("/api/v1/tasks?{}", query_string(&task_pairs));
+    let mut explore_pairs = vec![("of".to_string(), "tasks".to_string())];
+    if !group.is_empty() {
+        explore_pairs.push(("group_by".into(), group.clone()));
+    }
+    explore_pairs.extend(filters.iter().cloned());
+    let explore_link = format!(
+        "/explore?{}&{}",
+        range.query(),
+        query_string(&explore_pairs)
+    );
     let mut tq = TaskQuery::parse(&task_pairs, timeout, now)?;
     auth::scope(&principal, &mut tq.common.filters)?;
     let answer = tasks::query(&state.store, tq).await?;
@@ -368,6 +380,7 @@ pub async fn page(
         task_rows,
         task_total,
         tasks_api,
+        explore_link,
         run_columns,
         run_rows,
         total_runs: list.total,
