@@ -97,7 +97,10 @@ impl Default for IngestConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// DuckDB memory limit (DuckDB syntax, e.g. `1GB`). DuckDB's own default is 80 % of RAM,
-    /// too much for a service sharing its machine.
+    /// too much for a service sharing its machine. 512 MB keeps the whole process near 1 GiB
+    /// while ingesting 10M events (1.64 GiB at 1 GB; queries were as fast either way); the
+    /// cost is the unit fold's speed, about 12 % of ingest rate at 10M events
+    /// (`docs/benchmarks.md`).
     pub memory_limit: String,
     /// DuckDB worker threads; 0 means one per core.
     pub threads: usize,
@@ -129,7 +132,7 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
-            memory_limit: "1GB".into(),
+            memory_limit: "512MB".into(),
             threads: 0,
             queue_capacity: 64,
             enqueue_wait_ms: 2000,
@@ -368,7 +371,7 @@ mod tests {
             jail.create_file("tally.example.toml", include_str!("../tally.example.toml"))?;
             let path = jail.directory().join("tally.example.toml");
             let config = Config::load(Some(&path), &CliOverrides::default()).unwrap();
-            assert_eq!(config.storage.memory_limit, "1GB");
+            assert_eq!(config.storage.memory_limit, "512MB");
             Ok(())
         });
     }
