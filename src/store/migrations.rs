@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "list_parts",
         include_str!("../../schemas/migrations/0009_list_parts.sql"),
     ),
+    (
+        10,
+        "task_rollup",
+        include_str!("../../schemas/migrations/0010_task_rollup.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest schema.

@@ -13,6 +13,7 @@ pub mod queries;
 pub mod reader;
 pub mod recovery;
 pub mod rollup;
+pub mod task_rollup;
 pub mod units;
 pub mod writer;
 

@@ -30,6 +30,7 @@ use crate::analytics::params::{Common, Filter, TimeRange};
 use crate::analytics::tasks::TaskMeasures;
 use crate::domain::dimension::Dimension;
 use crate::store::arrow::ts_string;
+use crate::store::task_rollup::Plan;
 use crate::store::StoreError;
 
 /// What a relation row stands for.
@@ -452,6 +453,56 @@ pub fn grouped(
     open_cutoff: DateTime<Utc>,
     source: Source,
 ) -> Result<Vec<TaskGroupRow>, StoreError> {
+    let plan = rollup_plan(c, buckets, open_cutoff, source);
+    let mut queries: Vec<Sql> = unit_parts(c, plan.as_ref())
+        .into_iter()
+        .map(|(part, cut_hour)| grouped_units_sql(&part, buckets, open_cutoff, source, cut_hour))
+        .collect();
+    if let Some(plan) = &plan {
+        let mut rolled = Sql::default();
+        plan.push_sums(&mut rolled, &c.group_by, &c.filters);
+        queries.push(rolled);
+    }
+    // Every (group, bucket) the SQL saw has at least one task: no empty groups come out (the
+    // rollup leaves out keys whose partial rows cancel out).
+    let mut groups: BTreeMap<(Vec<Option<String>>, Option<i64>), PartialSums> = BTreeMap::new();
+    let keys = c.group_by.len();
+    for sql in queries {
+        let mut stmt = conn.prepare(&sql.text)?;
+        let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
+            let mut group = Vec::with_capacity(keys);
+            for i in 0..keys {
+                group.push(r.get::<_, Option<String>>(i)?);
+            }
+            let bucket: Option<i64> = r.get(keys)?;
+            Ok((group, bucket, read_partial(r, keys + 1)?))
+        })?;
+        for row in rows {
+            let (keys, bucket, partial) = row?;
+            groups.entry((keys, bucket)).or_default().add(partial)?;
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((keys, bucket), sums)| {
+            Ok(TaskGroupRow {
+                keys,
+                bucket: bucket.map(from_micros),
+                measures: sums.finish(),
+            })
+        })
+        .collect()
+}
+
+/// The partial sums per group (and bucket) over the task units of `c`; with `cut_hour`, only
+/// the tasks that plan's cut-off hour leaves undecided.
+fn grouped_units_sql(
+    c: &Common,
+    buckets: &[DateTime<Utc>],
+    open_cutoff: DateTime<Utc>,
+    source: Source,
+    cut_hour: Option<&Plan>,
+) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT ");
     for dim in &c.group_by {
@@ -472,6 +523,9 @@ pub fn grouped(
     }
     sql.push(" FROM ");
     filtered_relation(&mut sql, Unit::Task, c, open_cutoff, source, "u");
+    if let Some(plan) = cut_hour {
+        plan.push_cut_hour(&mut sql);
+    }
     sql.push(") e");
     if !buckets.is_empty() {
         sql.push(" ASOF JOIN (VALUES ");
@@ -484,32 +538,7 @@ pub fn grouped(
         sql.push(") b(bucket) ON e.ts >= b.bucket");
     }
     sql.push(" GROUP BY ALL");
-    let mut stmt = conn.prepare(&sql.text)?;
-    let keys = c.group_by.len();
-    let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
-        let mut group = Vec::with_capacity(keys);
-        for i in 0..keys {
-            group.push(r.get::<_, Option<String>>(i)?);
-        }
-        let bucket: Option<i64> = r.get(keys)?;
-        Ok((group, bucket, read_partial(r, keys + 1)?))
-    })?;
-    // Every (group, bucket) the SQL saw has at least one task: no empty groups come out.
-    let mut groups: BTreeMap<(Vec<Option<String>>, Option<i64>), PartialSums> = BTreeMap::new();
-    for row in rows {
-        let (keys, bucket, partial) = row?;
-        groups.entry((keys, bucket)).or_default().add(partial)?;
-    }
-    groups
-        .into_iter()
-        .map(|((keys, bucket), sums)| {
-            Ok(TaskGroupRow {
-                keys,
-                bucket: bucket.map(from_micros),
-                measures: sums.finish(),
-            })
-        })
-        .collect()
+    sql
 }
 
 /// Totals over every task in scope, each task once (tags not unnested).
@@ -519,19 +548,70 @@ pub fn total(
     open_cutoff: DateTime<Utc>,
     source: Source,
 ) -> Result<TaskMeasures, StoreError> {
-    let mut sql = Sql::default();
-    sql.push("SELECT ").push(PARTIAL_SUMS).push(" FROM ");
-    filtered_relation(&mut sql, Unit::Task, c, open_cutoff, source, "e");
-    sql.push(" GROUP BY ALL");
-    let mut stmt = conn.prepare(&sql.text)?;
-    let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
-        read_partial(r, 0)
-    })?;
+    let plan = rollup_plan(c, &[], open_cutoff, source);
+    let mut queries: Vec<Sql> = unit_parts(c, plan.as_ref())
+        .into_iter()
+        .map(|(part, cut_hour)| {
+            let mut sql = Sql::default();
+            sql.push("SELECT NULL::BIGINT, ")
+                .push(PARTIAL_SUMS)
+                .push(" FROM ");
+            filtered_relation(&mut sql, Unit::Task, &part, open_cutoff, source, "e");
+            if let Some(plan) = cut_hour {
+                plan.push_cut_hour(&mut sql);
+            }
+            sql.push(" GROUP BY ALL");
+            sql
+        })
+        .collect();
+    if let Some(plan) = &plan {
+        let mut rolled = Sql::default();
+        plan.push_sums(&mut rolled, &[], &c.filters);
+        queries.push(rolled);
+    }
     let mut sums = PartialSums::default();
-    for partial in rows {
-        sums.add(partial?)?;
+    for sql in queries {
+        let mut stmt = conn.prepare(&sql.text)?;
+        let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
+            read_partial(r, 1)
+        })?;
+        for partial in rows {
+            sums.add(partial?)?;
+        }
     }
     Ok(sums.finish())
+}
+
+/// How the hourly task rollup shares a question with the units, when it can answer the whole
+/// hours of it: materialised units only, and nothing bucketed (see `store::task_rollup`).
+fn rollup_plan(
+    c: &Common,
+    buckets: &[DateTime<Utc>],
+    open_cutoff: DateTime<Utc>,
+    source: Source,
+) -> Option<Plan> {
+    if source != Source::Auto || !buckets.is_empty() {
+        return None;
+    }
+    Plan::of(c, open_cutoff)
+}
+
+/// The questions over task units that, with the rollup's sums, answer `c` — `c` itself
+/// without a plan. Each is `c` over a narrower range, with the plan when only the tasks its
+/// cut-off hour leaves undecided are wanted. Separate queries rather than one `OR`, so each
+/// scan prunes by its own column's zone maps (`ts` for the edges, `last_ts` for the hour).
+fn unit_parts<'a>(c: &Common, plan: Option<&'a Plan>) -> Vec<(Common, Option<&'a Plan>)> {
+    let Some(plan) = plan else {
+        return vec![(c.clone(), None)];
+    };
+    plan.unit_ranges(&c.range)
+        .into_iter()
+        .map(|(range, cut_hour)| {
+            let mut part = c.clone();
+            part.range = range;
+            (part, cut_hour.then_some(plan))
+        })
+        .collect()
 }
 
 /// One row of [`PARTIAL_SUMS`]: the tasks of one state with one call count.
