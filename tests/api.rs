@@ -684,15 +684,7 @@ async fn the_overview_page_shows_the_api_total() {
         .map(|i| json!({"timestamp": (now - chrono::Duration::hours(i)).to_rfc3339(), "model": "gpt-4o", "feature": "search", "cost": "1234.5"}))
         .collect();
     srv.ingest_json(&Value::Array(events)).await;
-    let html = srv
-        .client
-        .get(srv.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = srv.get_text("/").await;
     assert!(html.contains("$6,172.50"), "{html}");
     assert!(html.contains("search"));
     srv.stop().await;

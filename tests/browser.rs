@@ -89,15 +89,7 @@ async fn overview_and_explore_show_the_api_numbers() {
 
     // The CSV is exactly the table: same keys, same exact costs, same order.
     let csv_href = browser.attr("#csv-link", "href").await.unwrap();
-    let csv_text = srv
-        .client
-        .get(srv.url(&csv_href))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv_text = srv.get_text(&csv_href).await;
     let mut lines = csv_text.lines();
     let head: Vec<&str> = lines.next().unwrap().split(',').collect();
     let cost_col = head.iter().position(|h| *h == "cost").unwrap();

@@ -339,15 +339,7 @@ async fn explore_answers_cost_per_successful_task_like_the_tasks_api() {
 
     // The CSV is the table, every digit.
     let csv_href = browser.attr("#csv-link", "href").await.unwrap();
-    let body = srv
-        .client
-        .get(srv.url(&csv_href))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = srv.get_text(&csv_href).await;
     let mut reader = csv::Reader::from_reader(body.as_bytes());
     let head: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();

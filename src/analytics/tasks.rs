@@ -352,6 +352,17 @@ impl Tabular for TaskAnswer {
 }
 
 impl TaskAnswer {
+    /// The row columns in answer order (what [`Tabular::table`] names), without building the
+    /// rows.
+    pub fn columns(&self) -> Vec<String> {
+        Table::grouped(
+            &self.query.common,
+            &TaskMeasures::COLUMNS,
+            std::iter::empty(),
+        )
+        .columns
+    }
+
     /// The JSON answer: `{rows: [{<keys>, bucket?, <measures>}], total, definitions, …}`.
     pub fn to_json(&self) -> Value {
         let c = &self.query.common;

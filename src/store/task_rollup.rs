@@ -190,7 +190,7 @@ impl Plan {
                  sum(unpriced_calls)::BIGINT FROM ",
             )
             .push(TABLE);
-        // No time range here: the hours are bounded below.
+        // The range is on `hour_us`, added next, not on `ts`.
         super::queries::where_clause(sql, &Default::default(), filters);
         if let Some(lo) = self.lo {
             sql.push(" AND hour_us >= ")
@@ -209,37 +209,27 @@ impl Plan {
     /// range's edges (`false`), and its whole hours for the tasks without an outcome whose last
     /// call is in the cut-off's hour (`true`: add [`Plan::push_cut_hour`]).
     pub fn unit_ranges(&self, range: &TimeRange) -> Vec<(TimeRange, bool)> {
-        let mut parts = Vec::new();
-        if let (Some(from), Some(lo)) = (range.from, self.lo) {
-            if from < lo {
-                parts.push((
-                    TimeRange {
-                        from: Some(from),
-                        to: Some(lo),
-                    },
-                    false,
-                ));
-            }
-        }
-        if let (Some(hi), Some(to)) = (self.hi, range.to) {
-            if hi < to {
-                parts.push((
-                    TimeRange {
-                        from: Some(hi),
-                        to: Some(to),
-                    },
-                    false,
-                ));
-            }
-        }
-        parts.push((
-            TimeRange {
-                from: self.lo,
-                to: self.hi,
-            },
-            true,
-        ));
-        parts
+        // An edge exists when the range starts before the rollup's first whole hour (or ends
+        // after its last one); both bounds are then known.
+        let edge = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| match (from, to) {
+            (Some(f), Some(t)) if f < t => Some((
+                TimeRange {
+                    from: Some(f),
+                    to: Some(t),
+                },
+                false,
+            )),
+            _ => None,
+        };
+        let whole_hours = TimeRange {
+            from: self.lo,
+            to: self.hi,
+        };
+        [edge(range.from, self.lo), edge(self.hi, range.to)]
+            .into_iter()
+            .flatten()
+            .chain([(whole_hours, true)])
+            .collect()
     }
 
     /// Pushes the condition (after a `WHERE` over task units) that keeps the tasks without an

@@ -115,17 +115,28 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, text) = self.get_raw(path).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    async fn get_raw(&self, path: &str) -> (u16, String) {
         let resp = self
             .auth(self.client.get(self.url(path)))
             .send()
             .await
             .expect("request");
         let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-        )
+        (status, resp.text().await.expect("body"))
+    }
+
+    /// GET that must succeed with 200, as text (a page, a CSV).
+    pub async fn get_text(&self, path: &str) -> String {
+        let (status, body) = self.get_raw(path).await;
+        assert_eq!(status, 200, "GET {path} → {status}: {body}");
+        body
     }
 
     /// GET that must succeed with 200.

@@ -453,6 +453,48 @@ pub fn grouped(
     open_cutoff: DateTime<Utc>,
     source: Source,
 ) -> Result<Vec<TaskGroupRow>, StoreError> {
+    partial_sums(conn, c, buckets, open_cutoff, source)?
+        .into_iter()
+        .map(|((keys, bucket), sums)| {
+            Ok(TaskGroupRow {
+                keys,
+                bucket: bucket.map(from_micros),
+                measures: sums.finish(),
+            })
+        })
+        .collect()
+}
+
+/// Totals over every task in scope, each task once (tags not unnested): the one group of the
+/// question without its group keys.
+pub fn total(
+    conn: &Connection,
+    c: &Common,
+    open_cutoff: DateTime<Utc>,
+    source: Source,
+) -> Result<TaskMeasures, StoreError> {
+    let mut ungrouped = c.clone();
+    ungrouped.group_by.clear();
+    let mut groups = partial_sums(conn, &ungrouped, &[], open_cutoff, source)?;
+    Ok(groups
+        .remove(&(Vec::new(), None))
+        .unwrap_or_default()
+        .finish())
+}
+
+/// Partial sums keyed by group keys and bucket (µs).
+type Groups = BTreeMap<(Vec<Option<String>>, Option<i64>), PartialSums>;
+
+/// Partial sums per group and bucket, from the task units — and from the hourly task rollup
+/// for the whole hours it can answer. Every (group, bucket) the SQL saw has at least one task:
+/// no empty groups come out (the rollup leaves out keys whose partial rows cancel out).
+fn partial_sums(
+    conn: &Connection,
+    c: &Common,
+    buckets: &[DateTime<Utc>],
+    open_cutoff: DateTime<Utc>,
+    source: Source,
+) -> Result<Groups, StoreError> {
     let plan = rollup_plan(c, buckets, open_cutoff, source);
     let mut queries: Vec<Sql> = unit_parts(c, plan.as_ref())
         .into_iter()
@@ -463,9 +505,7 @@ pub fn grouped(
         plan.push_sums(&mut rolled, &c.group_by, &c.filters);
         queries.push(rolled);
     }
-    // Every (group, bucket) the SQL saw has at least one task: no empty groups come out (the
-    // rollup leaves out keys whose partial rows cancel out).
-    let mut groups: BTreeMap<(Vec<Option<String>>, Option<i64>), PartialSums> = BTreeMap::new();
+    let mut groups = Groups::new();
     let keys = c.group_by.len();
     for sql in queries {
         let mut stmt = conn.prepare(&sql.text)?;
@@ -482,16 +522,7 @@ pub fn grouped(
             groups.entry((keys, bucket)).or_default().add(partial)?;
         }
     }
-    groups
-        .into_iter()
-        .map(|((keys, bucket), sums)| {
-            Ok(TaskGroupRow {
-                keys,
-                bucket: bucket.map(from_micros),
-                measures: sums.finish(),
-            })
-        })
-        .collect()
+    Ok(groups)
 }
 
 /// The partial sums per group (and bucket) over the task units of `c`; with `cut_hour`, only
@@ -539,47 +570,6 @@ fn grouped_units_sql(
     }
     sql.push(" GROUP BY ALL");
     sql
-}
-
-/// Totals over every task in scope, each task once (tags not unnested).
-pub fn total(
-    conn: &Connection,
-    c: &Common,
-    open_cutoff: DateTime<Utc>,
-    source: Source,
-) -> Result<TaskMeasures, StoreError> {
-    let plan = rollup_plan(c, &[], open_cutoff, source);
-    let mut queries: Vec<Sql> = unit_parts(c, plan.as_ref())
-        .into_iter()
-        .map(|(part, cut_hour)| {
-            let mut sql = Sql::default();
-            sql.push("SELECT NULL::BIGINT, ")
-                .push(PARTIAL_SUMS)
-                .push(" FROM ");
-            filtered_relation(&mut sql, Unit::Task, &part, open_cutoff, source, "e");
-            if let Some(plan) = cut_hour {
-                plan.push_cut_hour(&mut sql);
-            }
-            sql.push(" GROUP BY ALL");
-            sql
-        })
-        .collect();
-    if let Some(plan) = &plan {
-        let mut rolled = Sql::default();
-        plan.push_sums(&mut rolled, &[], &c.filters);
-        queries.push(rolled);
-    }
-    let mut sums = PartialSums::default();
-    for sql in queries {
-        let mut stmt = conn.prepare(&sql.text)?;
-        let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
-            read_partial(r, 1)
-        })?;
-        for partial in rows {
-            sums.add(partial?)?;
-        }
-    }
-    Ok(sums.finish())
 }
 
 /// How the hourly task rollup shares a question with the units, when it can answer the whole

@@ -6,7 +6,6 @@ use axum::Extension;
 use chrono::Utc;
 
 use crate::analytics::tasks::{self, TaskQuery};
-use crate::analytics::Tabular;
 use crate::keys::Principal;
 use crate::web::format;
 use crate::web::{auth, AppState, Error};
@@ -24,6 +23,6 @@ pub async fn tasks(
     )?;
     auth::scope(&principal, &mut q.common.filters)?;
     let answer = tasks::query(&state.store, q).await?;
-    let columns = answer.table().columns;
+    let columns = answer.columns();
     format::respond(fmt, answer.to_json(), "rows", "tasks", &columns).await
 }

@@ -18,13 +18,13 @@ use chrono::Utc;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::tasks::{cell, pick, Cell, Kind};
+use super::tasks::{pick, text_cell, total_row, Cell, Kind};
 use super::{render, urlencode, Layout, PageError, Range};
 use crate::analytics::costs::{self, format_ts, CostQuery};
 use crate::analytics::params::{pairs, Common, OrderBy, ParamError, TimeRange, MAX_LIMIT};
 use crate::analytics::tasks::{self, TaskQuery};
 use crate::analytics::time::Interval;
-use crate::analytics::{Table, Tabular};
+use crate::analytics::Table;
 use crate::domain::dimension::Dimension;
 use crate::keys::Principal;
 use crate::web::auth::{self, SessionCookie};
@@ -157,7 +157,7 @@ impl Question {
             }
             Question::Tasks(q) => {
                 let answer = tasks::query(&state.store, q).await?;
-                (answer.to_json(), answer.table().columns)
+                (answer.to_json(), answer.columns())
             }
         })
     }
@@ -396,13 +396,10 @@ pub async fn page(
             }
         })
         .collect();
-    let mut total: Vec<Cell> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, _)| text_cell(if i == 0 { "Total" } else { "" }))
-        .collect();
-    if total.is_empty() {
-        total.push(text_cell("Total"));
+    let mut total = total_row(keys.len(), dataset.shown(), |k| answer["total"][k].clone());
+    if keys.is_empty() {
+        // An ungrouped table still names its one row.
+        total.insert(0, text_cell("Total"));
         columns.insert(
             0,
             Column {
@@ -414,12 +411,6 @@ pub async fn page(
             },
         );
     }
-    total.extend(
-        dataset
-            .shown()
-            .iter()
-            .map(|(key, _, kind)| cell(&answer["total"][*key], *kind)),
-    );
 
     // Chips come from the address, not the parsed query, so a key's own project scope (added
     // by the server) is not offered for removal.
@@ -496,15 +487,6 @@ pub async fn page(
         range,
     };
     render(&page, started, "explore")
-}
-
-fn text_cell(text: &str) -> Cell {
-    Cell {
-        text: text.into(),
-        exact: String::new(),
-        numeric: false,
-        href: String::new(),
-    }
 }
 
 /// The API parameters that answer the table.

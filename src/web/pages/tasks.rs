@@ -100,6 +100,29 @@ pub fn cell(v: &Value, kind: Kind) -> Cell {
     }
 }
 
+/// A cell of plain text.
+pub fn text_cell(text: &str) -> Cell {
+    Cell {
+        text: text.into(),
+        exact: String::new(),
+        numeric: false,
+        href: String::new(),
+    }
+}
+
+/// A table's footer for [`pick`]'s columns: "Total" under the first of `keys` group keys
+/// (nothing when there are none), then each shown column's total, `total(key)`.
+pub fn total_row(
+    keys: usize,
+    shown: &[(&str, &str, Kind)],
+    total: impl Fn(&str) -> Value,
+) -> Vec<Cell> {
+    (0..keys)
+        .map(|i| text_cell(if i == 0 { "Total" } else { "" }))
+        .chain(shown.iter().map(|(k, _, kind)| cell(&total(k), *kind)))
+        .collect()
+}
+
 /// Picks `shown` columns (key, heading, kind) of an answer's table, in that order; group keys
 /// (`keys`) come first, shown as text with "(none)" for a missing value.
 pub fn pick(
@@ -306,29 +329,14 @@ pub async fn page(
         .collect();
     let (task_columns, task_rows) = pick(&answer.table(), &keys, &TASK_COLUMNS);
     let total_values = answer.total.values();
-    let mut task_total: Vec<Cell> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, _)| Cell {
-            text: if i == 0 {
-                "Total".into()
-            } else {
-                String::new()
-            },
-            exact: String::new(),
-            numeric: false,
-            href: String::new(),
-        })
-        .collect();
-    for (k, _, kind) in TASK_COLUMNS {
-        let v = tasks::TaskMeasures::COLUMNS
+    let task_total = total_row(keys.len(), &TASK_COLUMNS, |k| {
+        tasks::TaskMeasures::COLUMNS
             .iter()
             .position(|c| *c == k)
             .and_then(|i| total_values.get(i))
             .cloned()
-            .unwrap_or(Value::Null);
-        task_total.push(cell(&v, kind));
-    }
+            .unwrap_or(Value::Null)
+    });
 
     // /api/v1/runs: the same range and filters, most expensive first.
     let mut run_pairs = range_pairs(&range);
