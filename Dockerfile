@@ -21,11 +21,12 @@ RUN apt-get update \
 COPY --from=build /usr/local/bin/tally /usr/local/bin/tally
 USER tally
 # Listening beyond loopback requires TALLY_ADMIN_KEY; the server refuses to start without it.
-# Two malloc arenas keep resident memory bounded (docs/operations.md); set here, the server
-# skips re-executing itself to set it.
+# Two malloc arenas and a fixed mmap threshold keep resident memory bounded
+# (docs/operations.md); set here, the server skips re-executing itself to set them.
 ENV TALLY_LISTEN=0.0.0.0:8080 \
     TALLY_DATA_DIR=/var/lib/tally \
-    MALLOC_ARENA_MAX=2
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072
 VOLUME ["/var/lib/tally"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

@@ -96,6 +96,16 @@ const SERIES: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "Resident set size of the Tally process.",
     ),
+    (
+        "tally_duckdb_memory_bytes",
+        Kind::Gauge,
+        "Memory DuckDB holds, by what holds it (bounded by storage.memory_limit).",
+    ),
+    (
+        "tally_duckdb_temporary_bytes",
+        Kind::Gauge,
+        "Bytes DuckDB spilled to temporary files, by what spilled them.",
+    ),
 ];
 
 type Labels = Vec<(&'static str, String)>;

@@ -114,6 +114,11 @@ async fn metrics_count_ingest_and_queries_and_need_the_token_or_an_admin_key() {
     assert!(d(r#"tally_writer_commits_total{result="ok"}"#) >= 2.0);
     assert!(d("tally_store_read_duration_seconds_count") >= 1.0);
     assert!(after["process_resident_memory_bytes"] > 1e6);
+    // DuckDB's share of it: the stored tables hold some of its buffer pool by now.
+    let duckdb_table = after[r#"tally_duckdb_memory_bytes{tag="base_table"}"#];
+    assert!(duckdb_table > 0.0, "{duckdb_table}");
+    assert!(duckdb_table < after["process_resident_memory_bytes"]);
+    assert!(text.contains(r#"tally_duckdb_temporary_bytes{tag="hash_table"}"#));
     assert_eq!(after["tally_writer_queue_depth"], 0.0);
     // No budget, so no alert: every delivery state is present and zero.
     for s in ["pending", "delivered", "failed", "cancelled"] {

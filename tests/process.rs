@@ -32,6 +32,9 @@ fn spawn_with(dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Result<Child_
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(flags)
+        // What the server sets for itself unless told otherwise (see the malloc test).
+        .env_remove("MALLOC_ARENA_MAX")
+        .env_remove("MALLOC_MMAP_THRESHOLD_")
         .envs(env.iter().copied())
         .env("TALLY_STORAGE__MEMORY_LIMIT", "512MB")
         .env("RUST_LOG", "warn")
@@ -189,6 +192,51 @@ async fn sigterm_drains_checkpoints_and_exits_zero() {
         "WAL left behind"
     );
     assert_eq!(stored_ids(dir.path()).len(), 5000);
+}
+
+/// The environment the server process runs with now (after any re-execution).
+fn environ(child: &Child) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{}/environ", child.id())).expect("read environ");
+    raw.split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// The server tunes glibc's malloc (two arenas, a fixed mmap threshold) by re-executing itself
+/// under the same process id before it starts, and keeps an operator's own value of either.
+#[tokio::test]
+async fn the_server_tunes_malloc_and_keeps_the_operators_choice() {
+    for (given, expected) in [
+        (
+            vec![],
+            ["MALLOC_ARENA_MAX=2", "MALLOC_MMAP_THRESHOLD_=131072"],
+        ),
+        (
+            vec![("MALLOC_ARENA_MAX", "4")],
+            ["MALLOC_ARENA_MAX=4", "MALLOC_MMAP_THRESHOLD_=131072"],
+        ),
+        (
+            vec![("MALLOC_MMAP_THRESHOLD_", "1048576")],
+            ["MALLOC_ARENA_MAX=2", "MALLOC_MMAP_THRESHOLD_=1048576"],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = spawn_with(dir.path(), &[], &given).expect("server started");
+        let env = environ(&server.child);
+        for var in expected {
+            assert!(
+                env.iter().any(|v| v == var),
+                "{given:?}: {var} not in {env:?}"
+            );
+        }
+        let health = reqwest::get(format!("{}/healthz", server.url))
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+        sigterm(&server.child);
+        assert!(wait_exit(&mut server.child, Duration::from_secs(60)).success());
+    }
 }
 
 /// Posts one batch; `true` when the server acknowledged every event in it (new or duplicate).

@@ -249,7 +249,15 @@ pub fn parse_body(
         ))
     })?;
     let (_layout, records) = body::split(text, kind, ctx.max_records)?;
-    let mut batch = ParsedBatch::default();
+    // Most records are one event: sized up front, the events (about a kilobyte each) are not
+    // copied as the vector doubles, nor left with up to half of it unused while the batch
+    // waits for the writer (heaptrack put the doubling at 108 MB of the server's peak with six
+    // 10,000-event requests in flight).
+    let mut batch = ParsedBatch {
+        events: Vec::with_capacity(records.len()),
+        indexes: Vec::with_capacity(records.len()),
+        ..ParsedBatch::default()
+    };
     for record in records {
         let outcome = match record.syntax_error {
             Some(reason) => RecordOutcome {

@@ -62,6 +62,23 @@ pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Resp
     if let Some(rss) = metrics::resident_memory_bytes() {
         gauges.push(("process_resident_memory_bytes", vec![], rss));
     }
+    let duckdb = state
+        .store
+        .read(crate::store::queries::ingest::duckdb_memory)
+        .await
+        .unwrap_or_default();
+    for (tag, memory, temporary) in duckdb {
+        gauges.push((
+            "tally_duckdb_memory_bytes",
+            vec![("tag", tag.clone())],
+            memory,
+        ));
+        gauges.push((
+            "tally_duckdb_temporary_bytes",
+            vec![("tag", tag)],
+            temporary,
+        ));
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -52,3 +52,30 @@ pub fn arrivals(
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
+
+/// DuckDB's own account of its memory, by what holds it (`BASE_TABLE`, `HASH_TABLE`, …): bytes
+/// in memory and spilled to temporary files. `/metrics` shows it next to the process's
+/// resident size, so an operator can tell DuckDB's buffer pool (bounded by
+/// `storage.memory_limit`) from the rest of the process.
+pub fn duckdb_memory(conn: &Connection) -> Result<Vec<(String, u64, u64)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() ORDER BY tag",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (tag, memory, temporary) = row?;
+        out.push((
+            tag.to_ascii_lowercase(),
+            memory.max(0) as u64,
+            temporary.max(0) as u64,
+        ));
+    }
+    Ok(out)
+}

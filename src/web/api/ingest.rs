@@ -182,6 +182,9 @@ pub async fn ingest(
             defaults: &defaults,
         };
         let parsed = ingest::parse_body(&decoded, kind, format, &ctx)?;
+        // The bodies are not needed once parsed: freed before the Arrow columns are built and
+        // the batch waits for the writer, not after.
+        drop((decoded, bytes));
         count_records(&parsed, "unknown");
         let batch = WriteBatch {
             events: parsed.events,
