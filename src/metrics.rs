@@ -284,4 +284,16 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
     }
+
+    /// Operators learn the series from docs/operations.md: every declared one is in its table.
+    #[test]
+    fn every_series_is_documented_for_operators() {
+        let doc = include_str!("../docs/operations.md");
+        for (name, _, _) in SERIES {
+            assert!(
+                doc.contains(&format!("| `{name}")),
+                "{name} is missing from the metrics table of docs/operations.md"
+            );
+        }
+    }
 }

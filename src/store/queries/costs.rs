@@ -110,9 +110,25 @@ pub fn grouped_from(
         sql.push("bucket, ");
     }
     match rollup {
-        Some(r) => {
+        Some(r) if buckets.is_empty() => {
             sql.push(ROLLUP_AGGREGATES).push(" FROM ");
             push_rollup_source(&mut sql, r, c, &c.group_by);
+        }
+        Some(r) => {
+            // The ASOF join below sorts what it is given. Every row of one hour falls in the
+            // same bucket, so the rollup's rows are summed per hour and group first: one row
+            // per hour instead of one per hour and combination of all the rollup's dimensions
+            // (the daily series at 10M events: 110k rows to sort before, 720 now).
+            sql.push(ROLLUP_AGGREGATES).push(" FROM (SELECT ts");
+            for dim in &c.group_by {
+                sql.push(", ").push(dim.column());
+            }
+            for measure in rollup::MEASURES.split(", ") {
+                sql.push(&format!(", sum({measure}) AS {measure}"));
+            }
+            sql.push(" FROM ");
+            push_rollup_source(&mut sql, r, c, &c.group_by);
+            sql.push(" GROUP BY ALL)");
         }
         None => {
             sql.push(AGGREGATES)
