@@ -49,7 +49,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 ///   mapping is freed; after the first few, DuckDB's 256 KiB buffers come from the heap, whose
 ///   freed blocks stay resident. Naming the threshold turns the raising off, so memory DuckDB
 ///   gives back leaves the process: ingesting 1M events peaked at 751–771 MiB against
-///   907–983 without it (docs/benchmarks.md).
+///   907–1,007 without it (docs/benchmarks.md).
 const MALLOC_ENV: [(&str, &str); 2] = [
     ("MALLOC_ARENA_MAX", "2"),
     ("MALLOC_MMAP_THRESHOLD_", "131072"),

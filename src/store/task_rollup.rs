@@ -66,16 +66,20 @@ pub(crate) fn add(conn: &Connection, sign: i64, from: &str) -> Result<(), StoreE
     Ok(())
 }
 
-/// Empties the rollup and fills it from every task unit (after the units were rebuilt).
-pub(crate) fn rebuild(conn: &Connection) -> Result<(), StoreError> {
+/// Records the table's size as its size at the last compaction (see [`compact_if_due`]).
+fn mark_compacted(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(&format!(
-        "DELETE FROM {TABLE}; DELETE FROM task_rollup_state;"
-    ))?;
-    add(conn, 1, "task_units u")?;
-    conn.execute_batch(&format!(
-        "INSERT INTO task_rollup_state SELECT count(*) FROM {TABLE};"
+        "DELETE FROM task_rollup_state;
+         INSERT INTO task_rollup_state SELECT count(*) FROM {TABLE};"
     ))?;
     Ok(())
+}
+
+/// Empties the rollup and fills it from every task unit (after the units were rebuilt).
+pub(crate) fn rebuild(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(&format!("DELETE FROM {TABLE};"))?;
+    add(conn, 1, "task_units u")?;
+    mark_compacted(conn)
 }
 
 /// Fills the rollup once, on the first start after the migration that added it, from the
@@ -118,11 +122,9 @@ pub(crate) fn compact(conn: &Connection) -> Result<(), StoreError> {
              FROM {TABLE} GROUP BY ALL HAVING sum(tasks) <> 0;
          DELETE FROM {TABLE};
          INSERT INTO {TABLE} SELECT * FROM task_rollup_compacted;
-         DROP TABLE task_rollup_compacted;
-         DELETE FROM task_rollup_state;
-         INSERT INTO task_rollup_state SELECT count(*) FROM {TABLE};"
+         DROP TABLE task_rollup_compacted;"
     ))?;
-    Ok(())
+    mark_compacted(conn)
 }
 
 /// How a question is split between the rollup and `task_units`.

@@ -151,6 +151,15 @@ const TOUCHED_TASKS: &str = "task_units u JOIN units_keys k
 const OUTCOME_TASKS: &str = "task_units u JOIN units_oc oc
     ON u.project = oc.project AND u.task_id = oc.task_id";
 
+/// Adds the contributions of the task units `from` selects to the task rollup with `sign`
+/// (−1 before the fold changes them, +1 after); run units have no rollup.
+fn rollup_delta(conn: &Connection, unit: Unit, sign: i64, from: &str) -> Result<(), StoreError> {
+    match unit {
+        Unit::Task => task_rollup::add(conn, sign, from),
+        Unit::Run => Ok(()),
+    }
+}
+
 /// Recomputes the units of every call in `units_touched`, of both kinds, then clears it.
 fn refresh_touched(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(SCRATCH)?;
@@ -176,9 +185,7 @@ fn refresh_touched(conn: &Connection) -> Result<(), StoreError> {
         };
         // The stored rows go, and tell how far back and forward their calls reach.
         let table = unit.table();
-        if unit == Unit::Task {
-            task_rollup::add(conn, -1, TOUCHED_TASKS)?;
-        }
+        rollup_delta(conn, unit, -1, TOUCHED_TASKS)?;
         {
             let mut stmt = conn.prepare_cached(&format!(
                 "DELETE FROM {table} USING units_keys
@@ -205,9 +212,7 @@ fn refresh_touched(conn: &Connection) -> Result<(), StoreError> {
                 hi: bound(hi)?,
             },
         ))?;
-        if unit == Unit::Task {
-            task_rollup::add(conn, 1, TOUCHED_TASKS)?;
-        }
+        rollup_delta(conn, unit, 1, TOUCHED_TASKS)?;
         tracing::debug!(
             table,
             delete_ms = deleted.as_millis() as u64,
@@ -278,9 +283,7 @@ fn apply_outcomes(conn: &Connection) -> Result<(), StoreError> {
     )?;
     for unit in Unit::ALL {
         let table = unit.table();
-        if unit == Unit::Task {
-            task_rollup::add(conn, -1, OUTCOME_TASKS)?;
-        }
+        rollup_delta(conn, unit, -1, OUTCOME_TASKS)?;
         conn.execute_batch(&format!(
             "UPDATE {table} SET outcome = oc.outcome, value = oc.value,
                  rework_cost = oc.rework_cost,
@@ -291,9 +294,7 @@ fn apply_outcomes(conn: &Connection) -> Result<(), StoreError> {
              WHERE {table}.project = oc.project AND {table}.{okey} = oc.task_id;",
             okey = unit.outcome_key_column(),
         ))?;
-        if unit == Unit::Task {
-            task_rollup::add(conn, 1, OUTCOME_TASKS)?;
-        }
+        rollup_delta(conn, unit, 1, OUTCOME_TASKS)?;
     }
     conn.execute_batch("DROP TABLE units_oc; DELETE FROM units_outcomes_pending;")?;
     Ok(())

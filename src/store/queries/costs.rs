@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use duckdb::types::Value;
 use duckdb::Connection;
 
-use super::{decimal, from_micros, where_clause, Sql};
+use super::{decimal, from_micros, read_group, where_clause, Sql};
 use crate::analytics::costs::{CostQuery, CostRow, Measures, MEASURES};
 use crate::analytics::params::Common;
 use crate::domain::dimension::Dimension;
@@ -188,11 +188,7 @@ pub fn grouped_from(
     let mut stmt = conn.prepare(&sql.text)?;
     let keys = c.group_by.len();
     let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
-        let mut group = Vec::with_capacity(keys);
-        for i in 0..keys {
-            group.push(r.get::<_, Option<String>>(i)?);
-        }
-        let bucket: Option<i64> = r.get(keys)?;
+        let (group, bucket) = read_group(r, keys)?;
         Ok((group, bucket, read_measures(r, keys + 1)?))
     })?;
     let mut out = Vec::new();

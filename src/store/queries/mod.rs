@@ -103,6 +103,19 @@ pub fn decimal(text: Option<String>) -> Result<rust_decimal::Decimal, StoreError
     }
 }
 
+/// The group keys (`keys` text columns) and the bucket (µs, NULL when unbucketed) that lead a
+/// grouped answer's row; the measures follow them.
+pub fn read_group(
+    r: &duckdb::Row<'_>,
+    keys: usize,
+) -> duckdb::Result<(Vec<Option<String>>, Option<i64>)> {
+    let mut group = Vec::with_capacity(keys);
+    for i in 0..keys {
+        group.push(r.get::<_, Option<String>>(i)?);
+    }
+    Ok((group, r.get(keys)?))
+}
+
 /// Microseconds since the epoch → UTC timestamp.
 pub fn from_micros(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()

@@ -25,7 +25,7 @@ use duckdb::Connection;
 use rust_decimal::Decimal;
 
 use super::costs::Source;
-use super::{decimal, from_micros, where_clause, Sql};
+use super::{decimal, from_micros, read_group, where_clause, Sql};
 use crate::analytics::params::{Common, Filter, TimeRange};
 use crate::analytics::tasks::TaskMeasures;
 use crate::domain::dimension::Dimension;
@@ -510,11 +510,7 @@ fn partial_sums(
     for sql in queries {
         let mut stmt = conn.prepare(&sql.text)?;
         let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
-            let mut group = Vec::with_capacity(keys);
-            for i in 0..keys {
-                group.push(r.get::<_, Option<String>>(i)?);
-            }
-            let bucket: Option<i64> = r.get(keys)?;
+            let (group, bucket) = read_group(r, keys)?;
             Ok((group, bucket, read_partial(r, keys + 1)?))
         })?;
         for row in rows {
