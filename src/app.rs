@@ -117,7 +117,11 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let pricer =
         Arc::new(Pricer::builtin(&config.pricing).context("invalid [pricing] configuration")?);
     let settings = config.alerts.parse().map_err(anyhow::Error::msg)?;
-    let engine = Engine::new(settings, config.public_url.clone());
+    let engine = Engine::new(
+        settings,
+        config.public_url.clone(),
+        crate::store::queries::costs::Source::configured(config.storage.use_rollups),
+    );
     let store = {
         let data_dir = config.data_dir.clone();
         let storage = config.storage.clone();

@@ -44,6 +44,7 @@ use tokio::sync::Notify;
 
 use crate::domain::dimension::Dimension;
 use crate::domain::event::PricedEvent;
+use crate::store::queries::costs::Source;
 use crate::store::{CommitHook, StoreError};
 use model::{Budget, Kind};
 use outbox::{Ctx, Outcome};
@@ -142,6 +143,8 @@ struct Staged {
 pub struct Engine {
     settings: Settings,
     public_url: Option<String>,
+    /// Whether spend may be summed from the rollups (`storage.use_rollups`).
+    spend_source: Source,
     budgets: RwLock<Arc<Vec<Arc<Budget>>>>,
     snapshot: RwLock<Snapshot>,
     staged: Mutex<Staged>,
@@ -163,10 +166,15 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Engine {
-    pub fn new(settings: Settings, public_url: Option<String>) -> Arc<Engine> {
+    pub fn new(
+        settings: Settings,
+        public_url: Option<String>,
+        spend_source: Source,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             settings,
             public_url,
+            spend_source,
             budgets: RwLock::new(Arc::new(Vec::new())),
             snapshot: RwLock::new(Snapshot::default()),
             staged: Mutex::new(Staged::default()),
@@ -183,6 +191,11 @@ impl Engine {
 
     pub fn public_url(&self) -> Option<&str> {
         self.public_url.as_deref()
+    }
+
+    /// Where spend is summed from: see `store::queries::budgets::spend`.
+    pub fn spend_source(&self) -> Source {
+        self.spend_source
     }
 
     /// The budget definitions (a cheap snapshot).
@@ -245,6 +258,7 @@ impl Engine {
             conn,
             now,
             public_url: self.public_url(),
+            source: self.spend_source,
         };
         for b in budgets.iter() {
             let touched = fresh.iter().copied().filter(|e| {

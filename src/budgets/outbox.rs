@@ -19,7 +19,8 @@ use super::model::{show, Budget, Kind, RunCap, SpendRule};
 use super::period::{self, Period, Window};
 use super::status::Reading;
 use crate::domain::dimension::Dimension;
-use crate::store::queries::budgets::{self as sql, Fired, NewAlert, SpendQuery, SpendRow};
+use crate::store::queries::budgets::{self as sql, Fired, NewAlert, RunRow, SpendQuery, SpendRow};
+use crate::store::queries::costs::Source;
 use crate::store::StoreError;
 
 /// How far back a run's calls are counted: a run is summed over the calls in the 7 days
@@ -59,9 +60,11 @@ pub struct Ctx<'a> {
     pub conn: &'a Connection,
     pub now: DateTime<Utc>,
     pub public_url: Option<&'a str>,
+    /// Whether spend may be summed from the rollups (`storage.use_rollups`).
+    pub source: Source,
 }
 
-fn query<'a>(b: &'a Budget, split: Option<Dimension>) -> SpendQuery<'a> {
+fn query<'a>(ctx: Ctx<'_>, b: &'a Budget, split: Option<Dimension>) -> SpendQuery<'a> {
     SpendQuery {
         project: &b.project,
         scope: &b.scope,
@@ -70,6 +73,7 @@ fn query<'a>(b: &'a Budget, split: Option<Dimension>) -> SpendQuery<'a> {
         split,
         split_value: None,
         loaded_keys: false,
+        source: ctx.source,
     }
 }
 
@@ -87,7 +91,7 @@ pub fn evaluate_spend(
     }
     let base = SpendQuery {
         loaded_keys: restrict,
-        ..query(b, rule.split_by)
+        ..query(ctx, b, rule.split_by)
     };
     let in_window = SpendQuery {
         from: Some(window.start),
@@ -138,7 +142,6 @@ pub fn evaluate_spend(
             calls: row.calls,
             unpriced: row.unpriced,
             forecast,
-            last: row.last,
         });
         let done = already
             .get(row.key.as_str())
@@ -244,9 +247,9 @@ pub fn evaluate_runs(
     let q = SpendQuery {
         from: Some(since),
         loaded_keys: keys.is_some(),
-        ..query(b, Some(cap.per))
+        ..query(ctx, b, Some(cap.per))
     };
-    let rows = sql::spend(ctx.conn, &q)?;
+    let rows = sql::run_spend(ctx.conn, &q)?;
     let fired = sql::fired(
         ctx.conn,
         &b.id,
@@ -256,8 +259,9 @@ pub fn evaluate_runs(
         keys.is_some(),
     )?;
     let mut out = Outcome::default();
-    for row in &rows {
-        out.readings.push(run_reading(b, row, since));
+    for run in &rows {
+        let row = &run.spend;
+        out.readings.push(run_reading(b, run));
         let due: Vec<AlertKind> = evaluate::run_cap_reached(cap, row.spent, row.calls)
             .into_iter()
             .filter(|k| {
@@ -272,7 +276,7 @@ pub fn evaluate_runs(
         let top = contributors(ctx, b, &q, Some(row.key.as_str()))?;
         for kind in due {
             let id = new_alert_id();
-            let alert = run_alert(ctx, b, cap, row, kind, &top, &id, since);
+            let alert = run_alert(ctx, b, cap, run, kind, &top, &id, since);
             write(ctx, b, alert, true)?;
             out.alerts += 1;
         }
@@ -281,19 +285,19 @@ pub fn evaluate_runs(
 }
 
 /// The snapshot reading of one run.
-pub fn run_reading(b: &Budget, row: &SpendRow, since: DateTime<Utc>) -> Reading {
+pub fn run_reading(b: &Budget, run: &RunRow) -> Reading {
+    let row = &run.spend;
     Reading {
         budget_id: b.id.clone(),
         key: row.key.clone(),
         window: Window {
-            start: row.first.unwrap_or(since),
-            end: row.last.unwrap_or(since),
+            start: run.first,
+            end: run.last,
         },
         spent: row.spent,
         calls: row.calls,
         unpriced: row.unpriced,
         forecast: None,
-        last: row.last,
     }
 }
 
@@ -482,7 +486,7 @@ fn run_alert(
     ctx: Ctx<'_>,
     b: &Budget,
     cap: &RunCap,
-    row: &SpendRow,
+    run: &RunRow,
     kind: AlertKind,
     top: &Top,
     id: &str,
@@ -492,6 +496,7 @@ fn run_alert(
         AlertKind::RunCapCalls => ("calls", cap.max_calls.map(|c| c.to_string())),
         _ => ("cost", cap.max_cost.map(show)),
     };
+    let row = &run.spend;
     let data = json!({
         "alert_id": id,
         "budget": budget_json(b),
@@ -502,8 +507,8 @@ fn run_alert(
             "cost": show(row.spent),
             "calls": row.calls,
             "unpriced_calls": row.unpriced,
-            "first_call": row.first.map(|t| fmt_ts(t, b)),
-            "last_call": row.last.map(|t| fmt_ts(t, b)),
+            "first_call": fmt_ts(run.first, b),
+            "last_call": fmt_ts(run.last, b),
             "counted_since": fmt_ts(since, b),
         },
         "limit": limit,

@@ -24,6 +24,7 @@ use super::outbox::{self, Ctx};
 use super::status;
 use super::{signing, Engine};
 use crate::store::queries::budgets::{self as sql, AlertsQuery, StoredBudget, StoredChannel};
+use crate::store::queries::costs::Source as SpendSource;
 use crate::store::{Store, StoreError};
 
 /// Why a budget or channel operation failed.
@@ -103,11 +104,12 @@ pub async fn refresh(store: &Store, engine: &Engine) -> Result<(), StoreError> {
     let as_of = engine.commit_count();
     let budgets = engine.budgets();
     let now = Utc::now();
+    let source = store.source();
     let readings = store
         .read(move |conn| {
             let mut out = Vec::new();
             for b in budgets.iter() {
-                out.extend(status::readings(conn, b, now, true)?);
+                out.extend(status::readings(conn, b, now, true, source)?);
             }
             Ok(out)
         })
@@ -218,6 +220,7 @@ fn upsert(
     previous: Option<&StoredBudget>,
     source: Source,
     public_url: Option<&str>,
+    spend_from: SpendSource,
     now: DateTime<Utc>,
 ) -> Result<Result<(Budget, usize), ServiceError>, StoreError> {
     let channels = match resolve_channels(conn, &c.project, &c.channels)? {
@@ -252,6 +255,7 @@ fn upsert(
             conn,
             now,
             public_url,
+            source: spend_from,
         },
         &b,
     )?;
@@ -274,6 +278,7 @@ pub async fn create_budget(
 ) -> Result<Budget, ServiceError> {
     let c = spec.check()?;
     let url = engine.public_url().map(str::to_string);
+    let spend_from = engine.spend_source();
     let (b, alerts) = store
         .writer()
         .exec(move |conn| {
@@ -283,7 +288,15 @@ pub async fn create_budget(
                     c.project, c.name
                 ))));
             }
-            upsert(conn, c, None, Source::Api, url.as_deref(), Utc::now())
+            upsert(
+                conn,
+                c,
+                None,
+                Source::Api,
+                url.as_deref(),
+                spend_from,
+                Utc::now(),
+            )
         })
         .await??;
     after_change(store, engine, alerts).await?;
@@ -301,6 +314,7 @@ pub async fn replace_budget(
 ) -> Result<Budget, ServiceError> {
     let c = spec.check()?;
     let url = engine.public_url().map(str::to_string);
+    let spend_from = engine.spend_source();
     let id = id.to_string();
     let (b, alerts) = store
         .writer()
@@ -324,7 +338,15 @@ pub async fn replace_budget(
                 ))));
             }
             let source = Source::parse(&previous.source);
-            upsert(conn, c, Some(previous), source, url.as_deref(), Utc::now())
+            upsert(
+                conn,
+                c,
+                Some(previous),
+                source,
+                url.as_deref(),
+                spend_from,
+                Utc::now(),
+            )
         })
         .await??;
     after_change(store, engine, alerts).await?;
@@ -430,6 +452,7 @@ pub async fn apply_declared(
         checked_budgets.push(c);
     }
     let url = engine.public_url().map(str::to_string);
+    let spend_from = engine.spend_source();
     let (secrets, alerts) = store
         .writer()
         .exec(move |conn| {
@@ -484,7 +507,15 @@ pub async fn apply_declared(
             let mut kept: Vec<String> = Vec::new();
             for c in checked_budgets {
                 let previous = existing_by_name(conn, &c.project, &c.name)?;
-                let (b, n) = match upsert(conn, c, previous.as_ref(), source, url.as_deref(), now)? {
+                let (b, n) = match upsert(
+                    conn,
+                    c,
+                    previous.as_ref(),
+                    source,
+                    url.as_deref(),
+                    spend_from,
+                    now,
+                )? {
                     Ok(v) => v,
                     // Rolled back: a declaration that cannot be applied stops the start.
                     Err(e) => return Err(StoreError::Other(format!("declared budget: {e}"))),
@@ -787,11 +818,12 @@ pub async fn status(
     let when = at.unwrap_or(now);
     let live = at.is_none();
     let list = budgets.clone();
+    let source = store.source();
     let readings = store
         .read(move |conn| {
             let mut out = Vec::new();
             for b in list.iter() {
-                out.push(status::readings(conn, b, when, live)?);
+                out.push(status::readings(conn, b, when, live, source)?);
             }
             Ok(out)
         })

@@ -19,6 +19,7 @@ use super::outbox::{self, RECENT_RUNS};
 use super::period::{self, Window};
 use crate::domain::dimension::Dimension;
 use crate::store::queries::budgets::{self as sql, SpendQuery};
+use crate::store::queries::costs::Source;
 use crate::store::StoreError;
 
 /// The numbers of one budget and split value (or one run of a run cap).
@@ -33,7 +34,6 @@ pub struct Reading {
     pub calls: i64,
     pub unpriced: i64,
     pub forecast: Option<Decimal>,
-    pub last: Option<DateTime<Utc>>,
 }
 
 /// Readings of every budget as of some commit.
@@ -104,7 +104,6 @@ impl Snapshot {
                         calls: 0,
                         unpriced: 0,
                         forecast: None,
-                        last: None,
                     },
                 })
             }
@@ -114,13 +113,14 @@ impl Snapshot {
 }
 
 /// Fresh readings of one budget at `at`: every split value of its current period, or every
-/// run of the last day. `live` (at is now) leaves a rolling window's end open, as evaluation
+/// run of the last day, summed from `source`. `live` (at is now) leaves a rolling window's end open, as evaluation
 /// does, so calls stamped slightly ahead of this server's clock count.
 pub fn readings(
     conn: &Connection,
     b: &Budget,
     at: DateTime<Utc>,
     live: bool,
+    source: Source,
 ) -> Result<Vec<Reading>, StoreError> {
     let base = SpendQuery {
         project: &b.project,
@@ -130,6 +130,7 @@ pub fn readings(
         split: b.split_dim(),
         split_value: None,
         loaded_keys: false,
+        source,
     };
     match &b.kind {
         Kind::Spend(rule) => {
@@ -184,14 +185,13 @@ pub fn readings(
                         calls: r.calls,
                         unpriced: r.unpriced,
                         forecast,
-                        last: r.last,
                     }
                 })
                 .collect())
         }
         Kind::RunCap(_) => {
             let since = at - RECENT_RUNS;
-            let rows = sql::spend(
+            let rows = sql::run_spend(
                 conn,
                 &SpendQuery {
                     from: Some(since),
@@ -199,10 +199,7 @@ pub fn readings(
                     ..base
                 },
             )?;
-            Ok(rows
-                .iter()
-                .map(|r| outbox::run_reading(b, r, since))
-                .collect())
+            Ok(rows.iter().map(|r| outbox::run_reading(b, r)).collect())
         }
     }
 }
@@ -311,7 +308,6 @@ pub fn check(
                             calls: 0,
                             unpriced: 0,
                             forecast: None,
-                            last: None,
                         },
                     ))
                 }
@@ -359,7 +355,6 @@ mod tests {
             calls: 1,
             unpriced: 0,
             forecast: None,
-            last: None,
         }
     }
 

@@ -110,11 +110,7 @@ impl Store {
                 writer,
                 readers,
                 path,
-                source: if cfg.use_rollups {
-                    queries::costs::Source::Auto
-                } else {
-                    queries::costs::Source::Events
-                },
+                source: queries::costs::Source::configured(cfg.use_rollups),
             }),
         })
     }

@@ -108,6 +108,11 @@ pub fn choose(common: &Common, buckets: &[DateTime<Utc>]) -> Option<&'static Rol
         .copied()
         .chain(common.filters.iter().map(|f| f.dim))
         .collect();
+    covering(&dims)
+}
+
+/// The smallest rollup that keeps every one of `dims`.
+pub fn covering(dims: &[Dimension]) -> Option<&'static Rollup> {
     ROLLUPS
         .iter()
         .find(|r| dims.iter().all(|d| r.dims.contains(d)))

@@ -66,6 +66,17 @@ pub enum Source {
     Events,
 }
 
+impl Source {
+    /// The source `storage.use_rollups` asks for.
+    pub fn configured(use_rollups: bool) -> Source {
+        if use_rollups {
+            Source::Auto
+        } else {
+            Source::Events
+        }
+    }
+}
+
 /// The rollup table `source` allows for this question, if any.
 fn rollup_for(
     source: Source,
