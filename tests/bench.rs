@@ -77,3 +77,62 @@ fn a_small_benchmark_runs_end_to_end() {
         assert!(!r["tally"].as_str().unwrap().is_empty(), "{r}");
     }
 }
+
+/// `--no-baselines` (how 100M events are run: no NDJSON file, no loader, no raw-events
+/// queries) still measures every row, says which baselines it skipped, and leaves no files.
+#[test]
+fn a_benchmark_without_baselines_measures_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let work = dir.path().join("work");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "bench",
+            "--events",
+            "30000",
+            "--no-baselines",
+            "--query-runs",
+            "2",
+            "--webhooks",
+            "3",
+            "--check-rate",
+            "200",
+            "--check-secs",
+            "1",
+            "--work-dir",
+        ])
+        .arg(&work)
+        .arg("--json-out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "tally bench failed: {status}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let events = report["events"].as_u64().unwrap();
+    assert!((20_000..40_000).contains(&events), "{events} events");
+    assert_eq!(report["args"]["baselines"], false);
+    assert!(report["ingest"]["tally_events_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["ingest"]["duckdb_read_json_rows_per_s"].is_null());
+    assert!(report["disk"]["duckdb_loader_bytes"].is_null());
+    let queries = report["queries"].as_array().unwrap();
+    assert_eq!(queries.len(), 6);
+    for q in queries {
+        assert_eq!(q["served"]["samples"], 2, "{q}");
+        assert!(q["raw_events"].is_null() && q["ratio_p50"].is_null(), "{q}");
+    }
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1 + 6 + 4, "{rows:?}");
+    // The ingest row and the query rows have no baseline, and at this volume their targets
+    // need one, so none of them can be met; the others are judged as usual.
+    for r in &rows[..7] {
+        assert_eq!(r["baseline"], "not measured (--no-baselines)", "{r}");
+        assert!(r["ratio"].is_null() && r["meets"] == false, "{r}");
+    }
+    // Only the server's database stays in the work directory.
+    let mut left: Vec<String> = std::fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["tally"]);
+}

@@ -5,16 +5,19 @@
 //! The demo generator is the realistic part: eight features, agent runs with retries and
 //! fallbacks, prompt caching, gateway-reported costs, unpriced models, events in timestamp
 //! order as gateways send them, and the task outcomes that arrive after the calls. Bodies are
-//! compressed before the clock starts, so the clients spend no CPU the server needs.
+//! compressed before the clock starts, so the clients spend no CPU the server needs. Nothing
+//! here grows with the volume in memory: records stream from the generator into the NDJSON
+//! file and into body files (about 1 GB of gzip per 10M events), which the clients read back.
 
-use std::collections::HashMap;
+use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::demo::generate::{generate_with_outcomes_into, DemoConfig};
+use crate::demo::generate::{generate_into, DemoConfig, Record};
 
 /// Calls per day at demo scale 1.0 (`demo::generate`'s tuning figure).
 const DEMO_CALLS_PER_DAY: f64 = 4_000.0;
@@ -26,19 +29,108 @@ pub struct Traffic {
     pub events: u64,
     pub ndjson_bytes: u64,
     /// gzip NDJSON bodies of up to `batch` events each, in timestamp order.
-    pub bodies: Vec<Vec<u8>>,
-    pub outcome_bodies: Vec<Vec<u8>>,
+    pub bodies: Bodies,
+    pub outcome_bodies: Bodies,
     pub outcomes: u64,
 }
 
-/// Generates about `events` events with `seed`, writes them to `ndjson` (one per line), and
-/// returns them as gzip bodies of `batch` events.
+/// Request bodies stored one after another in a file, read back by index.
+pub struct Bodies {
+    file: File,
+    /// Offset and length of each body.
+    spans: Vec<(u64, usize)>,
+}
+
+impl Bodies {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Body `i`, `None` past the last. A read of about 1 MB, from the page cache in practice.
+    pub fn get(&self, i: usize) -> std::io::Result<Option<Vec<u8>>> {
+        let Some(&(offset, len)) = self.spans.get(i) else {
+            return Ok(None);
+        };
+        let mut body = vec![0; len];
+        self.file.read_exact_at(&mut body, offset)?;
+        Ok(Some(body))
+    }
+}
+
+/// Gathers records into NDJSON chunks of `batch` lines and appends each, gzip-compressed, to a
+/// body file.
+struct BodyWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    spans: Vec<(u64, usize)>,
+    written: u64,
+    chunk: Vec<u8>,
+    in_chunk: usize,
+    batch: usize,
+}
+
+impl BodyWriter {
+    fn create(path: PathBuf, batch: usize) -> anyhow::Result<BodyWriter> {
+        let file =
+            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(BodyWriter {
+            path,
+            out: BufWriter::with_capacity(1 << 20, file),
+            spans: Vec::new(),
+            written: 0,
+            chunk: Vec::with_capacity(batch * 600),
+            in_chunk: 0,
+            batch,
+        })
+    }
+
+    /// Adds one record; returns its NDJSON line (with the newline).
+    fn push(&mut self, record: &serde_json::Value) -> anyhow::Result<&[u8]> {
+        if self.in_chunk == self.batch {
+            self.seal()?;
+        }
+        let start = self.chunk.len();
+        serde_json::to_writer(&mut self.chunk, record).expect("serializing to memory");
+        self.chunk.push(b'\n');
+        self.in_chunk += 1;
+        Ok(&self.chunk[start..])
+    }
+
+    fn seal(&mut self) -> anyhow::Result<()> {
+        if self.in_chunk == 0 {
+            return Ok(());
+        }
+        let body = gzip(&self.chunk);
+        self.out
+            .write_all(&body)
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        self.spans.push((self.written, body.len()));
+        self.written += body.len() as u64;
+        self.chunk.clear();
+        self.in_chunk = 0;
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<Bodies> {
+        self.seal()?;
+        self.out.flush()?;
+        Ok(Bodies {
+            file: File::open(&self.path)
+                .with_context(|| format!("cannot read {}", self.path.display()))?,
+            spans: self.spans,
+        })
+    }
+}
+
+/// Generates about `events` events with `seed` into gzip bodies of `batch` records under
+/// `dir`, and writes the events to `ndjson` (one per line) when given.
 pub fn generate(
     events: u64,
     seed: u64,
     batch: usize,
     end: DateTime<Utc>,
-    ndjson: &Path,
+    dir: &Path,
+    ndjson: Option<&Path>,
 ) -> anyhow::Result<Traffic> {
     let cfg = DemoConfig {
         seed,
@@ -46,68 +138,58 @@ pub fn generate(
         end,
         scale: events as f64 / (DEMO_CALLS_PER_DAY * f64::from(DAYS)),
     };
-    let file = std::fs::File::create(ndjson)
-        .with_context(|| format!("cannot create {}", ndjson.display()))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut traffic = Traffic {
-        events: 0,
-        ndjson_bytes: 0,
-        bodies: Vec::new(),
-        outcome_bodies: Vec::new(),
-        outcomes: 0,
+    let mut file = match ndjson {
+        Some(path) => Some(BufWriter::with_capacity(
+            1 << 20,
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => None,
     };
-    let mut chunk: Vec<u8> = Vec::with_capacity(batch * 600);
-    let mut in_chunk = 0;
-    let mut failed: Option<std::io::Error> = None;
-    // Outcomes name only their task; they belong to the project of the task's calls (as in
-    // `tally demo`), which the sender says in each outcome.
-    let mut project_of: HashMap<String, String> = HashMap::new();
-    let outcomes = generate_with_outcomes_into(&cfg, &mut |event| {
+    let mut event_bodies = BodyWriter::create(dir.join("events.bodies"), batch)?;
+    let mut outcome_bodies = BodyWriter::create(dir.join("outcomes.bodies"), batch)?;
+    let (mut n_events, mut n_outcomes, mut ndjson_bytes) = (0u64, 0u64, 0u64);
+    let mut failed: Option<anyhow::Error> = None;
+    generate_into(&cfg, &mut |record| {
         if failed.is_some() {
             return;
         }
-        if let (Some(task), Some(project)) = (event["task_id"].as_str(), event["project"].as_str())
-        {
-            if !project_of.contains_key(task) {
-                project_of.insert(task.to_string(), project.to_string());
+        let result = match record {
+            Record::Event(event) => event_bodies.push(&event).and_then(|line| {
+                n_events += 1;
+                ndjson_bytes += line.len() as u64;
+                match file.as_mut() {
+                    Some(f) => Ok(f.write_all(line)?),
+                    None => Ok(()),
+                }
+            }),
+            Record::Outcome {
+                project,
+                mut outcome,
+            } => {
+                // Outcomes name only their task; the sender says the project of its calls
+                // (as `tally demo` does).
+                outcome["project"] = project.into();
+                n_outcomes += 1;
+                outcome_bodies.push(&outcome).map(|_| ())
             }
-        }
-        let start = chunk.len();
-        serde_json::to_writer(&mut chunk, &event).expect("serializing to memory");
-        chunk.push(b'\n');
-        if let Err(e) = out.write_all(&chunk[start..]) {
+        };
+        if let Err(e) = result {
             failed = Some(e);
-        }
-        traffic.events += 1;
-        traffic.ndjson_bytes += (chunk.len() - start) as u64;
-        in_chunk += 1;
-        if in_chunk == batch {
-            traffic.bodies.push(gzip(&chunk));
-            chunk.clear();
-            in_chunk = 0;
         }
     });
     if let Some(e) = failed {
-        return Err(e).with_context(|| format!("cannot write {}", ndjson.display()));
+        return Err(e.context("cannot write the generated traffic"));
     }
-    if in_chunk > 0 {
-        traffic.bodies.push(gzip(&chunk));
+    if let Some(mut f) = file {
+        f.flush()?;
     }
-    out.flush()?;
-    traffic.outcomes = outcomes.len() as u64;
-    for part in outcomes.chunks(batch) {
-        let mut text = Vec::with_capacity(part.len() * 200);
-        for o in part {
-            let mut o = o.clone();
-            if let Some(p) = o["task_id"].as_str().and_then(|t| project_of.get(t)) {
-                o["project"] = p.clone().into();
-            }
-            serde_json::to_writer(&mut text, &o).expect("serializing to memory");
-            text.push(b'\n');
-        }
-        traffic.outcome_bodies.push(gzip(&text));
-    }
-    Ok(traffic)
+    Ok(Traffic {
+        events: n_events,
+        ndjson_bytes,
+        bodies: event_bodies.finish()?,
+        outcome_bodies: outcome_bodies.finish()?,
+        outcomes: n_outcomes,
+    })
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {

@@ -72,30 +72,51 @@ pub struct DemoData {
     pub outcomes: Vec<Value>,
 }
 
+/// One record of the generated traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A native usage event.
+    Event(Value),
+    /// A task outcome, with the project of its task's calls (outcomes name only their task,
+    /// and a sender says which project they belong to).
+    Outcome {
+        project: &'static str,
+        outcome: Value,
+    },
+}
+
 /// Generates events and outcomes in memory.
 pub fn generate(cfg: &DemoConfig) -> DemoData {
     // A hint only: capped so an absurd config fails by running, not by one huge allocation.
     let expected = (cfg.scale * CALLS_PER_DAY_AT_SCALE_1 * f64::from(cfg.days)).clamp(0.0, 4e6);
-    let mut events = Vec::with_capacity(expected as usize);
-    let mut gen = Generator::new(cfg, true);
-    gen.run(&mut |e| events.push(e));
-    let outcomes = gen.finish_outcomes();
-    DemoData { events, outcomes }
+    let mut data = DemoData {
+        events: Vec::with_capacity(expected as usize),
+        outcomes: Vec::new(),
+    };
+    generate_into(cfg, &mut |r| match r {
+        Record::Event(e) => data.events.push(e),
+        Record::Outcome { outcome, .. } => data.outcomes.push(outcome),
+    });
+    data
 }
 
 /// Streaming form for large N: calls `sink` with each event in timestamp order without holding
 /// them all. Only the calls of tasks still in flight are buffered (about an hour of traffic).
 /// The events are exactly those of [`generate`] for the same config; outcomes are not produced.
 pub fn generate_events_into(cfg: &DemoConfig, sink: &mut dyn FnMut(Value)) {
-    Generator::new(cfg, false).run(sink);
+    Generator::new(cfg, false).run(&mut |r| {
+        if let Record::Event(e) = r {
+            sink(e)
+        }
+    });
 }
 
-/// Streams the events like [`generate_events_into`] and returns the outcomes [`generate`]
-/// would, so a loader gets both without holding every event as a JSON value.
-pub fn generate_with_outcomes_into(cfg: &DemoConfig, sink: &mut dyn FnMut(Value)) -> Vec<Value> {
-    let mut gen = Generator::new(cfg, true);
-    gen.run(sink);
-    gen.finish_outcomes()
+/// Streams the events and the outcomes of [`generate`], each kind in timestamp order, holding
+/// only the tasks still in flight: a record is passed on once nothing generated later can come
+/// before it (an outcome follows its task's calls, and later tasks start later). At 100M events
+/// holding every outcome until the end took tens of GB.
+pub fn generate_into(cfg: &DemoConfig, sink: &mut dyn FnMut(Record)) {
+    Generator::new(cfg, true).run(sink);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1304,7 +1325,7 @@ impl<'c> Generator<'c> {
         }
     }
 
-    fn run(&mut self, sink: &mut dyn FnMut(Value)) {
+    fn run(&mut self, sink: &mut dyn FnMut(Record)) {
         if self.end <= self.start || !self.cfg.scale.is_finite() || self.cfg.scale <= 0.0 {
             return;
         }
@@ -1319,7 +1340,9 @@ impl<'c> Generator<'c> {
         self.flush(i64::MAX, sink);
     }
 
-    fn flush(&mut self, upto: i64, sink: &mut dyn FnMut(Value)) {
+    /// Passes on the calls and outcomes before `upto`, which are final: every task spawned
+    /// later starts at or after it.
+    fn flush(&mut self, upto: i64, sink: &mut dyn FnMut(Record)) {
         let mut pending = std::mem::take(&mut self.pending);
         // (ts, seq) is unique, so the order does not depend on the sort's stability.
         pending.sort_unstable_by_key(|c| (c.ts, c.seq));
@@ -1327,17 +1350,23 @@ impl<'c> Generator<'c> {
         for c in &pending[..n] {
             // Calls of tasks still running at `end` have not happened yet.
             if c.ts <= self.end {
-                sink(self.event_json(c));
+                sink(Record::Event(self.event_json(c)));
             }
         }
         pending.drain(..n);
         self.pending = pending;
-    }
 
-    fn finish_outcomes(&mut self) -> Vec<Value> {
-        let mut recs = std::mem::take(&mut self.outcomes);
-        recs.sort_by_key(|o| (o.ts, o.ctx.task_no));
-        recs.iter().map(|o| self.outcome_json(o)).collect()
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        outcomes.sort_by_key(|o| (o.ts, o.ctx.task_no));
+        let n = outcomes.partition_point(|o| o.ts < upto);
+        for o in &outcomes[..n] {
+            sink(Record::Outcome {
+                project: o.ctx.feature.info().project,
+                outcome: self.outcome_json(o),
+            });
+        }
+        outcomes.drain(..n);
+        self.outcomes = outcomes;
     }
 
     // --- arrivals ------------------------------------------------------------------------
@@ -3085,6 +3114,26 @@ mod tests {
             streamed, a.events,
             "streaming must emit exactly what generate returns"
         );
+        // Outcomes are passed on as soon as they are final, yet in timestamp order, each with
+        // the project of its task's calls.
+        let at =
+            |v: &Value| chrono::DateTime::parse_from_rfc3339(s(v, "timestamp").unwrap()).unwrap();
+        assert!(a.outcomes.windows(2).all(|w| at(&w[0]) <= at(&w[1])));
+        let mut project_of: HashMap<String, String> = HashMap::new();
+        let mut checked = 0;
+        generate_into(&cfg, &mut |r| match r {
+            Record::Event(e) => {
+                if let (Some(t), Some(p)) = (s(&e, "task_id"), s(&e, "project")) {
+                    project_of.insert(t.to_string(), p.to_string());
+                }
+            }
+            Record::Outcome { project, outcome } => {
+                let task = s(&outcome, "task_id").unwrap();
+                assert_eq!(project_of.get(task).map(String::as_str), Some(project));
+                checked += 1;
+            }
+        });
+        assert_eq!(checked, a.outcomes.len());
         let other = generate(&DemoConfig {
             seed: 7,
             ..cfg.clone()

@@ -2,11 +2,11 @@
 //! so the demo exercises exactly the code that serves real traffic: events as `/v1/ingest`
 //! takes them, then task outcomes as `/v1/outcomes` takes them.
 
-use std::collections::HashMap;
+use serde_json::Value;
 
 use chrono::Utc;
 
-use super::generate::{generate_with_outcomes_into, DemoConfig};
+use super::generate::{generate_into, DemoConfig, Record};
 use crate::ingest::{self, Format, Limits, Reject, RequestDefaults};
 use crate::keys::Principal;
 use crate::pricing::Pricer;
@@ -30,16 +30,10 @@ const CHUNK: usize = 20_000;
 /// are logged loudly (and still kept in the dead-letter table like any other).
 pub async fn load(store: &Store, pricer: &Pricer, cfg: &DemoConfig) -> anyhow::Result<Loaded> {
     let mut texts: Vec<String> = Vec::new();
-    // Outcomes name only their task; they belong to the project of the task's calls.
-    let mut project_of: HashMap<String, String> = HashMap::new();
-    let outcomes = generate_with_outcomes_into(cfg, &mut |event| {
-        if let (Some(task), Some(project)) = (event["task_id"].as_str(), event["project"].as_str())
-        {
-            if !project_of.contains_key(task) {
-                project_of.insert(task.to_string(), project.to_string());
-            }
-        }
-        texts.push(event.to_string());
+    let mut outcomes: Vec<(&'static str, Value)> = Vec::new();
+    generate_into(cfg, &mut |record| match record {
+        Record::Event(event) => texts.push(event.to_string()),
+        Record::Outcome { project, outcome } => outcomes.push((project, outcome)),
     });
     let mut loaded = Loaded::default();
     let limits = Limits::default();
@@ -84,11 +78,10 @@ pub async fn load(store: &Store, pricer: &Pricer, cfg: &DemoConfig) -> anyhow::R
         };
         let mut records = Vec::with_capacity(chunk.len());
         let mut rejects = Vec::new();
-        for (i, value) in chunk.iter().enumerate() {
+        for (i, (project, value)) in chunk.iter().enumerate() {
+            // Outcomes name only their task; they belong to the project of its calls.
             let mut value = value.clone();
-            if let Some(p) = value["task_id"].as_str().and_then(|t| project_of.get(t)) {
-                value["project"] = p.clone().into();
-            }
+            value["project"] = (*project).into();
             let text = value.to_string();
             match ingest::outcome::parse_record(&text, &ctx) {
                 Ok(o) => records.push(o),
