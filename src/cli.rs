@@ -93,7 +93,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     pub check_secs: u64,
     /// Directory for the NDJSON file, the request bodies and the databases [default: a fresh
-    /// temporary one, deleted afterwards]. Needs about 1 KB per event (about 350 bytes with
+    /// temporary one, deleted afterwards]. Needs about 1.2 KB per event (about 400 bytes with
     /// --no-baselines).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,

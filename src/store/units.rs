@@ -14,9 +14,13 @@
 //!
 //! - before every read of tasks or runs that finds anything pending ([`Store::units_current`]
 //!   (crate::store::Store::units_current)), so answers are always exact;
-//! - whenever [`REFRESH_AFTER`] pending rows have gathered (the [`Units`] hook), so a read
-//!   rarely waits for much;
-//! - on start, for whatever a crash left pending.
+//! - whenever [`REFRESH_AFTER`] pending rows have gathered (the [`Units`] hook: calls counted
+//!   as their events commit, outcomes after each write of their own), so a read rarely waits
+//!   for much;
+//! - on start, for whatever a crash left pending — outcomes a pass per transaction.
+//!
+//! Outcomes are copied into their units in passes of [`OUTCOMES_PER_PASS`] tasks, so no
+//! backlog has to fit in memory at once.
 //!
 //! A refresh deletes the units of the touched calls — their keys of both kinds, before and
 //! after a change — and recomputes them from *all* their calls, scanning events only between
@@ -124,12 +128,21 @@ pub fn refresh_pending(conn: &Connection) -> Result<bool, StoreError> {
         refresh_touched(conn)?;
     }
     if outcomes {
-        apply_outcomes(conn)?;
+        while apply_outcomes(conn)? {}
     }
     if calls || outcomes {
         task_rollup::compact_if_due(conn)?;
     }
     Ok(calls || outcomes)
+}
+
+/// Whether outcomes wait to be copied into their units.
+fn is_outcome_pending(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM units_outcomes_pending)",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 /// Whether anything waits for [`refresh_pending`] (a cheap read for the query path).
@@ -267,20 +280,27 @@ pub(crate) fn outcomes_changed(conn: &Connection, keys: &[(&str, &str)]) -> Resu
     Ok(())
 }
 
-/// Copies the winning outcome of each pending `(project, task_id)` into the units that take
-/// their outcome from it (a task, and every run whose first call names the task), and fills
-/// their feature, user and customer from it where the first call has none.
-fn apply_outcomes(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(
-        "CREATE OR REPLACE TEMP TABLE units_oc AS
+/// Outcome keys folded per pass, so a backlog (from before the count above, or a crash) is
+/// folded in steps of bounded memory.
+const OUTCOMES_PER_PASS: usize = 100_000;
+
+/// Copies the winning outcome of up to [`OUTCOMES_PER_PASS`] pending `(project, task_id)`s into
+/// the units that take their outcome from it (a task, and every run whose first call names the
+/// task), and fills their feature, user and customer from it where the first call has none.
+/// Returns whether more are pending.
+fn apply_outcomes(conn: &Connection) -> Result<bool, StoreError> {
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE units_oc_keys AS
+             SELECT DISTINCT o_project AS k_project, o_task AS k_task
+             FROM units_outcomes_pending LIMIT {OUTCOMES_PER_PASS};
+         CREATE OR REPLACE TEMP TABLE units_oc AS
              SELECT o.project, o.task_id, o.outcome, o.value, o.rework_cost, o.feature,
                     o.user_id, o.customer_id
              FROM outcomes o
-             JOIN (SELECT DISTINCT o_project, o_task FROM units_outcomes_pending) k
-               ON k.o_project = o.project AND k.o_task = o.task_id
+             JOIN units_oc_keys k ON k.k_project = o.project AND k.k_task = o.task_id
              QUALIFY row_number() OVER (PARTITION BY o.project, o.task_id
-                                        ORDER BY o.ts DESC, o.seq DESC) = 1;",
-    )?;
+                                        ORDER BY o.ts DESC, o.seq DESC) = 1;"
+    ))?;
     for unit in Unit::ALL {
         let table = unit.table();
         rollup_delta(conn, unit, -1, OUTCOME_TASKS)?;
@@ -296,8 +316,13 @@ fn apply_outcomes(conn: &Connection) -> Result<(), StoreError> {
         ))?;
         rollup_delta(conn, unit, 1, OUTCOME_TASKS)?;
     }
-    conn.execute_batch("DROP TABLE units_oc; DELETE FROM units_outcomes_pending;")?;
-    Ok(())
+    conn.execute_batch(
+        "DELETE FROM units_outcomes_pending USING units_oc_keys
+             WHERE o_project IS NOT DISTINCT FROM k_project
+               AND o_task IS NOT DISTINCT FROM k_task;
+         DROP TABLE units_oc; DROP TABLE units_oc_keys;",
+    )?;
+    is_outcome_pending(conn)
 }
 
 /// Recomputes every unit from the events (the caller holds a transaction).
@@ -320,15 +345,25 @@ pub fn ensure_built(conn: &Connection) -> Result<(), StoreError> {
         .unwrap_or(false);
     if built {
         // What a crash left pending, after the task rollup has been filled once (a database
-        // from before it existed).
-        conn.execute_batch("BEGIN TRANSACTION")?;
-        return match task_rollup::ensure_filled(conn).and_then(|()| refresh_pending(conn)) {
-            Ok(_) => Ok(conn.execute_batch("COMMIT")?),
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e)
+        // from before it existed). A backlog of outcomes is folded a pass per transaction, so
+        // its size never decides whether the server can start.
+        let in_transaction = |f: &dyn Fn() -> Result<bool, StoreError>| {
+            conn.execute_batch("BEGIN TRANSACTION")?;
+            match f() {
+                Ok(more) => {
+                    conn.execute_batch("COMMIT")?;
+                    Ok(more)
+                }
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(e)
+                }
             }
         };
+        in_transaction(&|| task_rollup::ensure_filled(conn).map(|()| false))?;
+        while in_transaction(&|| Ok(is_outcome_pending(conn)? && apply_outcomes(conn)?))? {}
+        in_transaction(&|| refresh_pending(conn))?;
+        return Ok(());
     }
     let started = std::time::Instant::now();
     conn.execute_batch("BEGIN TRANSACTION")?;
@@ -376,6 +411,18 @@ impl CommitHook for Units {
 
     fn needs_upkeep(&self) -> bool {
         self.staged.load(Ordering::Relaxed) >= REFRESH_AFTER
+    }
+
+    /// Outcomes arrive in writes of their own (`/v1/outcomes`), which this hook does not see:
+    /// without this check their backlog met a refresh only at a read of tasks or a restart —
+    /// after 20M events, 11M outcomes folded in one transaction at start ran out of memory,
+    /// and the server could not start. A count of a table that is kept small.
+    fn needs_upkeep_after_exec(&self, conn: &Connection) -> Result<bool, StoreError> {
+        let outcomes: i64 =
+            conn.query_row("SELECT count(*) FROM units_outcomes_pending", [], |r| {
+                r.get(0)
+            })?;
+        Ok(self.needs_upkeep() || outcomes >= REFRESH_AFTER as i64)
     }
 
     fn maintain(&self, conn: &Connection) -> Result<(), StoreError> {
@@ -791,5 +838,43 @@ mod tests {
             loaded.outcomes,
             started.elapsed().as_secs_f64()
         );
+    }
+
+    /// Outcomes written on their own (not carried by events) are folded once enough are
+    /// pending, without waiting for a read — in passes, so a large backlog is folded in steps.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backlog_of_outcomes_is_folded_after_the_write_that_fills_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Default::default()).unwrap();
+        let pending = || {
+            store.read(|conn| {
+                Ok(
+                    conn.query_row("SELECT count(*) FROM units_outcomes_pending", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
+            })
+        };
+        let stage = |n: usize, tag: &'static str| {
+            store.writer().exec(move |conn| {
+                let tasks: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
+                let keys: Vec<(&str, &str)> = tasks.iter().map(|t| ("p", t.as_str())).collect();
+                outcomes_changed(conn, &keys)
+            })
+        };
+        stage(10, "few").await.unwrap();
+        assert_eq!(
+            pending().await.unwrap(),
+            10,
+            "below the threshold they wait"
+        );
+        // Past the threshold and past one pass: the write's upkeep folds them all.
+        stage(REFRESH_AFTER + OUTCOMES_PER_PASS / 2, "many")
+            .await
+            .unwrap();
+        // The upkeep runs after the write is acknowledged; the writer takes the next command
+        // only when it is done.
+        store.writer().exec(|_| Ok(())).await.unwrap();
+        assert_eq!(pending().await.unwrap(), 0);
     }
 }

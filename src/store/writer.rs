@@ -193,6 +193,13 @@ pub trait CommitHook: Send + Sync {
         false
     }
 
+    /// Whether [`CommitHook::maintain`] has work after a write that appended no events (an
+    /// `exec`: outcomes, budgets, re-pricing), which the hook did not see; it may ask the
+    /// database. By default [`CommitHook::needs_upkeep`].
+    fn needs_upkeep_after_exec(&self, _conn: &Connection) -> Result<bool, StoreError> {
+        Ok(self.needs_upkeep())
+    }
+
     /// Deferred upkeep, run after a group's commit and its acknowledgements, in a transaction
     /// of its own, when [`CommitHook::needs_upkeep`] says so: work batched over many commits
     /// (the units' refresh).
@@ -358,6 +365,13 @@ impl Writer {
                 }
                 Command::Exec { f, ack } => {
                     let _ = ack.send(self.exec(f));
+                    // Writes that are not event appends (outcomes, above all) stage work too.
+                    self.maintain_where(|h| {
+                        h.needs_upkeep_after_exec(&self.conn).unwrap_or_else(|e| {
+                            tracing::warn!(hook = h.name(), error = %e, "cannot tell whether upkeep is due");
+                            false
+                        })
+                    });
                 }
                 Command::Checkpoint { ack } => {
                     let _ = ack.send(self.checkpoint());
@@ -654,7 +668,12 @@ impl Writer {
     /// Each hook's deferred upkeep in its own transaction; a failure is logged and rolled back
     /// (the work stays pending and is retried after the next commit).
     fn maintain(&self) {
-        for hook in self.hooks.iter().filter(|h| h.needs_upkeep()) {
+        self.maintain_where(|h| h.needs_upkeep());
+    }
+
+    /// [`Self::maintain`] for the hooks `due` picks.
+    fn maintain_where(&self, due: impl Fn(&dyn CommitHook) -> bool) {
+        for hook in self.hooks.iter().filter(|h| due(h.as_ref())) {
             let started = Instant::now();
             let result = self
                 .conn
