@@ -93,8 +93,9 @@ fn serve(config_file: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(config.log_format);
     runtime()?.block_on(async {
         let server = app::start(config).await?;
+        let shutdown = app::shutdown_signal();
         eprintln!("Tally listening on {}", server.url());
-        server.run_until(app::shutdown_signal()).await
+        server.run_until(shutdown).await
     })
 }
 
@@ -172,11 +173,12 @@ fn run_demo(config_file: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
         if args.no_serve {
             return server.shutdown().await;
         }
+        let shutdown = app::shutdown_signal();
         eprintln!(
             "\nTally demo is running: open {}/\n(Ctrl-C to stop)",
             server.url()
         );
-        server.run_until(app::shutdown_signal()).await
+        server.run_until(shutdown).await
     })
 }
 
