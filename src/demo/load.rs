@@ -107,3 +107,18 @@ pub async fn load(store: &Store, pricer: &Pricer, cfg: &DemoConfig) -> anyhow::R
     }
     Ok(loaded)
 }
+
+/// A fresh store in a temporary directory with 20 days of demo traffic loaded: the data the
+/// rollup, unit and budget tests compare their pre-computed answers against the events on.
+#[cfg(test)]
+pub(crate) async fn demo_store() -> (tempfile::TempDir, Store, DemoConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &Default::default()).unwrap();
+    let pricer = Pricer::builtin(&Default::default()).unwrap();
+    let cfg = DemoConfig {
+        days: 20,
+        ..DemoConfig::default()
+    };
+    load(&store, &pricer, &cfg).await.unwrap();
+    (dir, store, cfg)
+}

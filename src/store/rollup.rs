@@ -495,16 +495,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rollups_answer_like_the_events_for_every_group_by_on_demo_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Default::default()).unwrap();
-        let pricer = crate::pricing::Pricer::builtin(&Default::default()).unwrap();
-        let cfg = crate::demo::DemoConfig {
-            days: 20,
-            ..crate::demo::DemoConfig::default()
-        };
-        crate::demo::load::load(&store, &pricer, &cfg)
-            .await
-            .unwrap();
+        let (_dir, store, cfg) = crate::demo::load::demo_store().await;
 
         for round in ["as appended", "after compaction"] {
             for dim in Dimension::ALL {

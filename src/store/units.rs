@@ -496,16 +496,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn units_answer_like_the_events_for_every_group_by_on_demo_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Default::default()).unwrap();
-        let pricer = crate::pricing::Pricer::builtin(&Default::default()).unwrap();
-        let cfg = crate::demo::DemoConfig {
-            days: 20,
-            ..crate::demo::DemoConfig::default()
-        };
-        crate::demo::load::load(&store, &pricer, &cfg)
-            .await
-            .unwrap();
+        let (_dir, store, cfg) = crate::demo::load::demo_store().await;
         // Some tasks of the last hours are still open, older ones without an outcome unknown.
         let now = cfg.end + Duration::minutes(30);
         let mid = crate::store::arrow::ts_string(cfg.end - Duration::days(7));

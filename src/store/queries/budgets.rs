@@ -1125,7 +1125,6 @@ mod tests {
 
     use super::*;
     use crate::budgets::model::{Condition, Pattern};
-    use crate::store::Store;
 
     /// The same question, always answered from the events.
     fn events(q: SpendQuery<'_>) -> SpendQuery<'_> {
@@ -1154,16 +1153,7 @@ mod tests {
     /// window without a whole hour) must go to the events.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn spend_from_the_rollups_equals_spend_from_the_events_on_demo_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Default::default()).unwrap();
-        let pricer = crate::pricing::Pricer::builtin(&Default::default()).unwrap();
-        let cfg = crate::demo::DemoConfig {
-            days: 20,
-            ..crate::demo::DemoConfig::default()
-        };
-        crate::demo::load::load(&store, &pricer, &cfg)
-            .await
-            .unwrap();
+        let (_dir, store, cfg) = crate::demo::load::demo_store().await;
         let end = cfg.end;
         let odd = |d: Duration| end - d + Duration::minutes(17) + Duration::seconds(3);
         // Name, from, to, whether a whole hour lies inside.
