@@ -39,7 +39,9 @@ use chrono::{DateTime, Utc};
 use duckdb::{params, Connection};
 
 use super::arrow::ts_string;
-use super::queries::tasks::{push_units_base, stored_columns, stored_projection, Calls, Unit};
+use super::queries::tasks::{
+    push_units_base, stored_columns, stored_projection, ts_literal, Calls, Unit,
+};
 use super::queries::Sql;
 use super::{task_rollup, CommitHook, StoreError};
 use crate::domain::event::PricedEvent;
@@ -214,15 +216,11 @@ fn refresh_touched(conn: &Connection) -> Result<(), StoreError> {
             }
         }
         let deleted = started.elapsed();
-        let bound = |us: i64| {
-            DateTime::<Utc>::from_timestamp_micros(us)
-                .ok_or_else(|| StoreError::Other(format!("timestamp {us} µs out of range")))
-        };
         conn.execute_batch(&materialise(
             unit,
             Calls::Keys {
-                lo: bound(lo)?,
-                hi: bound(hi)?,
+                lo: from_epoch_us(lo)?,
+                hi: from_epoch_us(hi)?,
             },
         ))?;
         rollup_delta(conn, unit, 1, TOUCHED_TASKS)?;
@@ -288,11 +286,17 @@ const OUTCOMES_PER_PASS: usize = 100_000;
 /// the units that take their outcome from it (a task, and every run whose first call names the
 /// task), and fills their feature, user and customer from it where the first call has none.
 /// Returns whether more are pending.
+///
+/// What a pass costs must not grow with the backlog or the history: the keys are taken before
+/// they are made distinct (a `DISTINCT` over 7.5M pending rows ran out of DuckDB's memory), and
+/// each table is changed only between the first calls of the units it finds, so DuckDB skips
+/// the row groups outside (measured on 20M events, 13M units: 2.8 → 1.9 s a pass, the update
+/// and rollup steps 2.0 → 0.2 s; the rest is finding the units and the outcomes).
 fn apply_outcomes(conn: &Connection) -> Result<bool, StoreError> {
     conn.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE units_oc_keys AS
              SELECT DISTINCT o_project AS k_project, o_task AS k_task
-             FROM units_outcomes_pending LIMIT {OUTCOMES_PER_PASS};
+             FROM (SELECT o_project, o_task FROM units_outcomes_pending LIMIT {OUTCOMES_PER_PASS});
          CREATE OR REPLACE TEMP TABLE units_oc AS
              SELECT o.project, o.task_id, o.outcome, o.value, o.rework_cost, o.feature,
                     o.user_id, o.customer_id
@@ -303,7 +307,28 @@ fn apply_outcomes(conn: &Connection) -> Result<bool, StoreError> {
     ))?;
     for unit in Unit::ALL {
         let table = unit.table();
-        rollup_delta(conn, unit, -1, OUTCOME_TASKS)?;
+        let okey = unit.outcome_key_column();
+        // The units' own first calls bound them exactly (the same match as the update's).
+        let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
+            &format!(
+                "SELECT epoch_us(min(u.ts)), epoch_us(max(u.ts)) FROM {table} u
+                 SEMI JOIN units_oc oc ON u.project = oc.project AND u.{okey} = oc.task_id"
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            continue; // No unit of these tasks yet: their calls will find the outcomes.
+        };
+        let within = |alias: &str| -> Result<String, StoreError> {
+            Ok(format!(
+                "{alias}.ts >= {} AND {alias}.ts <= {}",
+                ts_literal(from_epoch_us(lo)?),
+                ts_literal(from_epoch_us(hi)?)
+            ))
+        };
+        let tasks = format!("{OUTCOME_TASKS} WHERE {}", within("u")?);
+        rollup_delta(conn, unit, -1, &tasks)?;
         conn.execute_batch(&format!(
             "UPDATE {table} SET outcome = oc.outcome, value = oc.value,
                  rework_cost = oc.rework_cost,
@@ -311,10 +336,10 @@ fn apply_outcomes(conn: &Connection) -> Result<bool, StoreError> {
                  user_id = coalesce(call_user_id, oc.user_id),
                  customer_id = coalesce(call_customer_id, oc.customer_id)
              FROM units_oc oc
-             WHERE {table}.project = oc.project AND {table}.{okey} = oc.task_id;",
-            okey = unit.outcome_key_column(),
+             WHERE {table}.project = oc.project AND {table}.{okey} = oc.task_id AND {};",
+            within(table)?,
         ))?;
-        rollup_delta(conn, unit, 1, OUTCOME_TASKS)?;
+        rollup_delta(conn, unit, 1, &tasks)?;
     }
     conn.execute_batch(
         "DELETE FROM units_outcomes_pending USING units_oc_keys
@@ -323,6 +348,12 @@ fn apply_outcomes(conn: &Connection) -> Result<bool, StoreError> {
          DROP TABLE units_oc; DROP TABLE units_oc_keys;",
     )?;
     is_outcome_pending(conn)
+}
+
+/// The instant `us` microseconds after the epoch (a bound read back from DuckDB).
+fn from_epoch_us(us: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::<Utc>::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::Other(format!("timestamp {us} µs out of range")))
 }
 
 /// Recomputes every unit from the events (the caller holds a transaction).
