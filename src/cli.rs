@@ -54,6 +54,10 @@ pub struct LoadArgs {
     /// Random seed of the generated traffic.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// End of the generated 30 days, RFC 3339, cut to the minute [default: now]. The traffic
+    /// depends on the end as well as the seed: give both to repeat a run's events exactly.
+    #[arg(long)]
+    pub end: Option<chrono::DateTime<chrono::Utc>>,
     /// Data directory for the server [default: a fresh temporary one, deleted afterwards].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -70,6 +74,10 @@ pub struct BenchArgs {
     /// Random seed of the generated traffic.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// End of the generated 30 days, RFC 3339, cut to the minute [default: now]. The traffic
+    /// depends on the end as well as the seed: give both to repeat a run's events exactly.
+    #[arg(long)]
+    pub end: Option<chrono::DateTime<chrono::Utc>>,
     /// Concurrent ingest clients.
     #[arg(long, default_value_t = 6)]
     pub clients: usize,

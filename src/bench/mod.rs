@@ -118,12 +118,14 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
         .enable_all()
         .build()?;
     // Whole minutes, like the demo: the generator's clock for "now".
-    let now = Utc::now().timestamp();
-    let end = DateTime::from_timestamp(now - now.rem_euclid(60), 0).context("clock")?;
+    let end = args.end.unwrap_or_else(Utc::now).timestamp();
+    let end = DateTime::from_timestamp(end - end.rem_euclid(60), 0).context("--end")?;
 
     eprintln!(
-        "bench: generating ~{} events (seed {})",
-        args.events, args.seed
+        "bench: generating ~{} events (seed {}, end {})",
+        args.events,
+        args.seed,
+        end.to_rfc3339()
     );
     let t = Instant::now();
     let ndjson = work.join("events.ndjson");
