@@ -198,37 +198,52 @@ fn refresh_touched(conn: &Connection) -> Result<(), StoreError> {
         let (Some(mut lo), Some(mut hi)) = (lo, hi) else {
             continue;
         };
-        // The stored rows go, and tell how far back and forward their calls reach.
+        // The stored rows of these keys tell how far back and forward their calls reach; read
+        // first with a semi-join (three columns), so that every later step touches only the
+        // units in that span and DuckDB skips the row groups outside: the unit tables hold a
+        // row per task and per run of all history, and each step used to join them whole.
         let table = unit.table();
-        rollup_delta(conn, unit, -1, TOUCHED_TASKS)?;
-        {
-            let mut stmt = conn.prepare_cached(&format!(
-                "DELETE FROM {table} USING units_keys
-                 WHERE {table}.project IS NOT DISTINCT FROM k_project AND {table}.{key} = k_uk
-                 RETURNING epoch_us(ts), epoch_us(last_ts)",
-                key = unit.key_column(),
-            ))?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (first, last) = row?;
-                lo = lo.min(first);
-                hi = hi.max(last);
-            }
-        }
-        let deleted = started.elapsed();
-        conn.execute_batch(&materialise(
-            unit,
-            Calls::Keys {
-                lo: from_epoch_us(lo)?,
-                hi: from_epoch_us(hi)?,
-            },
+        let key = unit.key_column();
+        let (first, last): (Option<i64>, Option<i64>) = conn.query_row(
+            &format!(
+                "SELECT epoch_us(min(u.ts)), epoch_us(max(u.last_ts)) FROM {table} u
+                 SEMI JOIN units_keys k
+                   ON u.project IS NOT DISTINCT FROM k.k_project AND u.{key} = k.k_uk"
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        lo = lo.min(first.unwrap_or(lo));
+        hi = hi.max(last.unwrap_or(hi));
+        let (lo, hi) = (from_epoch_us(lo)?, from_epoch_us(hi)?);
+        // Stored and recomputed units alike start inside [lo, hi].
+        let within = |alias: &str| {
+            format!(
+                "{alias}.ts >= {} AND {alias}.ts <= {}",
+                ts_literal(lo),
+                ts_literal(hi)
+            )
+        };
+        let tasks = format!("{TOUCHED_TASKS} WHERE {}", within("u"));
+        let found = started.elapsed();
+        rollup_delta(conn, unit, -1, &tasks)?;
+        conn.execute_batch(&format!(
+            "DELETE FROM {table} USING units_keys
+             WHERE {table}.project IS NOT DISTINCT FROM k_project AND {table}.{key} = k_uk
+               AND {};",
+            within(table)
         ))?;
-        rollup_delta(conn, unit, 1, TOUCHED_TASKS)?;
+        let deleted = started.elapsed();
+        conn.execute_batch(&materialise(unit, Calls::Keys { lo, hi }))?;
+        let recomputed = started.elapsed();
+        rollup_delta(conn, unit, 1, &tasks)?;
         tracing::debug!(
             table,
-            delete_ms = deleted.as_millis() as u64,
-            recompute_ms = (started.elapsed() - deleted).as_millis() as u64,
-            span_h = (hi - lo) / 3_600_000_000,
+            find_ms = found.as_millis() as u64,
+            delete_ms = (deleted - found).as_millis() as u64,
+            recompute_ms = (recomputed - deleted).as_millis() as u64,
+            rollup_ms = (started.elapsed() - recomputed).as_millis() as u64,
+            span_h = (hi - lo).num_hours(),
             "units refreshed"
         );
     }
@@ -718,6 +733,101 @@ mod tests {
             (10, 20, 0),
             "folded in on start"
         );
+    }
+
+    /// A call that arrives days after its task was folded regroups with the stored unit: the
+    /// fold must find the stored row (whose first call lies before everything it was handed)
+    /// and recompute the unit from all its calls, not add a second unit of the late call.
+    #[tokio::test]
+    async fn a_late_call_joins_its_unit_folded_days_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Default::default()).unwrap();
+        let start = PricedEvent::sample(0).event.ts;
+        let call = |i: u64, task: &str, at: DateTime<Utc>, cost: rust_decimal::Decimal| {
+            let mut e = PricedEvent::sample(i);
+            e.event.ts = at;
+            e.event.dims.task_id = Some(task.into());
+            e.event.dims.run_id = Some(format!("run-{task}"));
+            e.event.request_id = Some(format!("req-{i}"));
+            e.event.retry_of = None;
+            e.event.fallback_from = None;
+            e.cost = Some(cost);
+            e
+        };
+        let write = |events: Vec<PricedEvent>| {
+            let store = store.clone();
+            async move {
+                store
+                    .writer()
+                    .write(crate::store::WriteBatch {
+                        events,
+                        received_at: Utc::now(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                store.units_current().await.unwrap();
+            }
+        };
+        let minute = Duration::minutes(1);
+        write(vec![
+            call(0, "old", start, rust_decimal::Decimal::new(125, 2)),
+            call(1, "old", start + minute, rust_decimal::Decimal::new(250, 2)),
+            call(2, "other", start + minute * 2, rust_decimal::Decimal::ONE),
+        ])
+        .await;
+        let late = start + Duration::days(3);
+        write(vec![
+            call(3, "old", late, rust_decimal::Decimal::new(5, 1)),
+            call(4, "new", late, rust_decimal::Decimal::ONE),
+        ])
+        .await;
+
+        for (table, key, unit) in [
+            ("task_units", "task_id", "old"),
+            ("run_units", "run_id", "run-old"),
+        ] {
+            let rows: Vec<(String, String, i64, String)> = store
+                .read(move |conn| {
+                    let mut stmt = conn.prepare(&format!(
+                        "SELECT ts::VARCHAR, last_ts::VARCHAR, calls, calls_cost::VARCHAR
+                         FROM {table} WHERE {key} = ?"
+                    ))?;
+                    let rows = stmt
+                        .query_map([unit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                        .collect::<Result<_, _>>()?;
+                    Ok(rows)
+                })
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 1, "{table}: one unit of {unit}: {rows:?}");
+            let (first, last, calls, cost) = &rows[0];
+            assert_eq!(calls, &3, "{table}: {rows:?}");
+            // 1.25 + 2.50 + 0.5, from the calls above.
+            assert_eq!(
+                cost.parse::<rust_decimal::Decimal>().unwrap(),
+                rust_decimal::Decimal::new(425, 2)
+            );
+            assert!(
+                first.starts_with(&start.format("%Y-%m-%d %H:%M:%S").to_string()),
+                "{first}"
+            );
+            assert!(
+                last.starts_with(&late.format("%Y-%m-%d %H:%M:%S").to_string()),
+                "{last}"
+            );
+        }
+        let units: (i64, i64) = store
+            .read(|conn| {
+                Ok(conn.query_row(
+                    "SELECT (SELECT count(*) FROM task_units), (SELECT count(*) FROM run_units)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(units, (3, 3), "old, other and new");
     }
 
     /// Median wall time of `f` over `n` runs, in milliseconds.
