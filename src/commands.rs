@@ -135,6 +135,11 @@ fn run_demo(config_file: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
         for (name, secret) in &secrets {
             eprintln!("Demo alerts go to channel {name:?}, signed with {secret} (shown once)");
         }
+        // Ctrl-C (or SIGTERM) stops the demo cleanly from here on, loading included: without
+        // handlers the signal's default action killed the process mid-load, skipping the
+        // drain and checkpoint that a stop while serving gets.
+        let shutdown = app::shutdown_signal();
+        tokio::pin!(shutdown);
         if existing == 0 {
             let cfg = demo::generate::DemoConfig {
                 seed: args.seed,
@@ -148,10 +153,21 @@ fn run_demo(config_file: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
                 args.data_dir.display()
             );
             let started = std::time::Instant::now();
-            let loaded = demo::load::load(server.store(), &pricer, &cfg).await?;
-            // Fold the task and run units now, so the first page opened is not the one that
-            // waits for it (about 2 s on the demo's 80,000 tasks).
-            server.store().units_current().await?;
+            let load = async {
+                let loaded = demo::load::load(server.store(), &pricer, &cfg).await?;
+                // Fold the task and run units now, so the first page opened is not the one
+                // that waits for it (about 2 s on the demo's 80,000 tasks).
+                server.store().units_current().await?;
+                anyhow::Ok(loaded)
+            };
+            let loaded = tokio::select! {
+                loaded = load => Some(loaded?),
+                () = &mut shutdown => None,
+            };
+            let Some(loaded) = loaded else {
+                eprintln!("Stopped while loading; what was loaded is kept (--reset starts over)");
+                return server.shutdown().await;
+            };
             eprintln!(
                 "Loaded {} events and {} task outcomes ({} rejected) in {:.1}s",
                 loaded.accepted,
@@ -173,7 +189,6 @@ fn run_demo(config_file: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
         if args.no_serve {
             return server.shutdown().await;
         }
-        let shutdown = app::shutdown_signal();
         eprintln!(
             "\nTally demo is running: open {}/\n(Ctrl-C to stop)",
             server.url()
