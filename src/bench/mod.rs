@@ -284,7 +284,8 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
     let raw_latency = |i: usize| raw.as_ref().map(|r| &r[i].0);
     Ok(json!({
         "machine": machine(),
-        "args": {"events": args.events, "seed": args.seed, "clients": args.clients,
+        "args": {"events": args.events, "seed": args.seed, "end": end.to_rfc3339(),
+                 "clients": args.clients,
                  "batch": args.batch, "query_runs": args.query_runs, "raw_runs": args.raw_runs,
                  "baselines": baselines},
         "events": ingest.events,
