@@ -40,7 +40,7 @@ use duckdb::{params, Connection};
 
 use super::arrow::ts_string;
 use super::queries::tasks::{
-    push_units_base, stored_columns, stored_projection, ts_literal, Calls, Unit,
+    push_units_base, stored_columns, stored_projection, ts_within, Calls, Unit,
 };
 use super::queries::Sql;
 use super::{task_rollup, CommitHook, StoreError};
@@ -217,21 +217,14 @@ fn refresh_touched(conn: &Connection) -> Result<(), StoreError> {
         hi = hi.max(last.unwrap_or(hi));
         let (lo, hi) = (from_epoch_us(lo)?, from_epoch_us(hi)?);
         // Stored and recomputed units alike start inside [lo, hi].
-        let within = |alias: &str| {
-            format!(
-                "{alias}.ts >= {} AND {alias}.ts <= {}",
-                ts_literal(lo),
-                ts_literal(hi)
-            )
-        };
-        let tasks = format!("{TOUCHED_TASKS} WHERE {}", within("u"));
+        let tasks = format!("{TOUCHED_TASKS} WHERE {}", ts_within("u.ts", lo, hi));
         let found = started.elapsed();
         rollup_delta(conn, unit, -1, &tasks)?;
         conn.execute_batch(&format!(
             "DELETE FROM {table} USING units_keys
              WHERE {table}.project IS NOT DISTINCT FROM k_project AND {table}.{key} = k_uk
                AND {};",
-            within(table)
+            ts_within(&format!("{table}.ts"), lo, hi)
         ))?;
         let deleted = started.elapsed();
         conn.execute_batch(&materialise(unit, Calls::Keys { lo, hi }))?;
@@ -335,14 +328,8 @@ fn apply_outcomes(conn: &Connection) -> Result<bool, StoreError> {
         let (Some(lo), Some(hi)) = (lo, hi) else {
             continue; // No unit of these tasks yet: their calls will find the outcomes.
         };
-        let within = |alias: &str| -> Result<String, StoreError> {
-            Ok(format!(
-                "{alias}.ts >= {} AND {alias}.ts <= {}",
-                ts_literal(from_epoch_us(lo)?),
-                ts_literal(from_epoch_us(hi)?)
-            ))
-        };
-        let tasks = format!("{OUTCOME_TASKS} WHERE {}", within("u")?);
+        let (lo, hi) = (from_epoch_us(lo)?, from_epoch_us(hi)?);
+        let tasks = format!("{OUTCOME_TASKS} WHERE {}", ts_within("u.ts", lo, hi));
         rollup_delta(conn, unit, -1, &tasks)?;
         conn.execute_batch(&format!(
             "UPDATE {table} SET outcome = oc.outcome, value = oc.value,
@@ -352,7 +339,7 @@ fn apply_outcomes(conn: &Connection) -> Result<bool, StoreError> {
                  customer_id = coalesce(call_customer_id, oc.customer_id)
              FROM units_oc oc
              WHERE {table}.project = oc.project AND {table}.{okey} = oc.task_id AND {};",
-            within(table)?,
+            ts_within(&format!("{table}.ts"), lo, hi),
         ))?;
         rollup_delta(conn, unit, 1, &tasks)?;
     }

@@ -175,8 +175,18 @@ pub(crate) enum Calls<'a> {
 }
 
 /// `CAST('<ts>' AS TIMESTAMPTZ)` as literal text: the writer's statements run as batches.
-pub(crate) fn ts_literal(ts: DateTime<Utc>) -> String {
+fn ts_literal(ts: DateTime<Utc>) -> String {
     format!("CAST('{}' AS TIMESTAMPTZ)", ts_string(ts))
+}
+
+/// `<column> >= lo AND <column> <= hi` with literal bounds: how the writer's folds keep DuckDB
+/// to the row groups of a time span (zone maps skip the rest).
+pub(crate) fn ts_within(column: &str, lo: DateTime<Utc>, hi: DateTime<Utc>) -> String {
+    format!(
+        "{column} >= {} AND {column} <= {}",
+        ts_literal(lo),
+        ts_literal(hi)
+    )
 }
 
 /// Pushes `WITH te …, base AS (…)`: `base` has one row per unit of `calls`, with `ts` (first
@@ -220,10 +230,8 @@ pub(crate) fn push_units_base(sql: &mut Sql, unit: Unit, calls: Calls<'_>) {
         Calls::Keys { lo, hi } => {
             sql.push(" JOIN units_keys k ON e.project IS NOT DISTINCT FROM k.k_project AND ")
                 .push(&key_e)
-                .push(" = k.k_uk WHERE e.ts >= ")
-                .push(&ts_literal(lo))
-                .push(" AND e.ts <= ")
-                .push(&ts_literal(hi));
+                .push(" = k.k_uk WHERE ")
+                .push(&ts_within("e.ts", lo, hi));
         }
         Calls::All => {
             sql.push(" WHERE ").push(&key_e).push(" IS NOT NULL");
@@ -284,10 +292,7 @@ pub(crate) fn push_units_base(sql: &mut Sql, unit: Unit, calls: Calls<'_>) {
     sql.push(" AS okey FROM agg a JOIN events fe ON fe.rowid = a.frid");
     if let Calls::Keys { lo, hi } = calls {
         // The first call is one of the unit's calls, so it lies in the same bounds.
-        sql.push(" WHERE fe.ts >= ")
-            .push(&ts_literal(lo))
-            .push(" AND fe.ts <= ")
-            .push(&ts_literal(hi));
+        sql.push(" WHERE ").push(&ts_within("fe.ts", lo, hi));
     }
     sql.push(")");
 }
