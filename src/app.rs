@@ -261,7 +261,7 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     // announces that it listens before it polls, and a SIGTERM in between would otherwise get
     // the default action (killed, no drain, no checkpoint, a failed exit status).
     #[cfg(unix)]
-    let (mut term, mut int) = {
+    let (term, int) = {
         use tokio::signal::unix::{signal, SignalKind};
         (
             signal(SignalKind::terminate()).ok(),
@@ -271,20 +271,18 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     async move {
         #[cfg(unix)]
         {
-            let recv = |s: &mut Option<tokio::signal::unix::Signal>| {
-                let s = s.take();
-                async move {
-                    match s {
-                        Some(mut s) => {
-                            s.recv().await;
-                        }
-                        None => std::future::pending::<()>().await,
+            // A handler that could not be installed never fires.
+            async fn recv(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut s) => {
+                        s.recv().await;
                     }
+                    None => std::future::pending().await,
                 }
-            };
+            }
             tokio::select! {
-                _ = recv(&mut term) => {},
-                _ = recv(&mut int) => {},
+                () = recv(term) => {},
+                () = recv(int) => {},
             }
         }
         #[cfg(not(unix))]

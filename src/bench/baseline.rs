@@ -23,6 +23,16 @@ pub struct LoaderRun {
     pub file_bytes: u64,
 }
 
+impl LoaderRun {
+    pub fn rows_per_s(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn bytes_per_row(&self) -> f64 {
+        self.file_bytes as f64 / self.rows as f64
+    }
+}
+
 /// The native fields as `read_json` columns, so DuckDB does not sample the file for a schema.
 const COLUMNS: &str = "{
     id: 'VARCHAR', \"timestamp\": 'TIMESTAMPTZ', provider: 'VARCHAR', model: 'VARCHAR',

@@ -178,9 +178,7 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
             std::fs::remove_file(work.join(bodies)).ok();
         }
     }
-    let loader_rate = loader
-        .as_ref()
-        .map(|l| l.rows as f64 / l.elapsed.as_secs_f64());
+    let loader_rate = loader.as_ref().map(baseline::LoaderRun::rows_per_s);
     eprintln!(
         "bench: {} events in {:.1} s = {:.0} events/s (DuckDB read_json: {})",
         ingest.events,
@@ -201,7 +199,7 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
             "tally_events_per_s": ingest.events as f64 / ingest.elapsed.as_secs_f64(),
             "duckdb_read_json_rows_per_s": loader_rate,
             "tally_bytes_per_event": db_bytes as f64 / ingest.events as f64,
-            "duckdb_loader_bytes_per_event": loader.as_ref().map(|l| l.file_bytes as f64 / l.rows as f64),
+            "duckdb_loader_bytes_per_event": loader.as_ref().map(baseline::LoaderRun::bytes_per_row),
             "peak_rss_bytes": ingest_rss}));
     }
 
@@ -301,7 +299,7 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
         },
         "disk": {"tally_bytes": db_bytes, "tally_bytes_per_event": db_bytes as f64 / ingest.events as f64,
                  "duckdb_loader_bytes": loader.as_ref().map(|l| l.file_bytes),
-                 "duckdb_loader_bytes_per_event": loader.as_ref().map(|l| l.file_bytes as f64 / l.rows as f64)},
+                 "duckdb_loader_bytes_per_event": loader.as_ref().map(baseline::LoaderRun::bytes_per_row)},
         "peak_rss_bytes": {"ingest": ingest_rss, "raw_queries": raw_rss, "served": served_rss},
         "queries": queries.iter().zip(&served).enumerate().map(|(i, ((name, path), (s, _)))| json!({
             "name": name, "path": path, "served": s, "raw_events": raw_latency(i),
@@ -432,7 +430,7 @@ fn table(
     rss: [Option<u64>; 3],
 ) -> Vec<Row> {
     let tally_eps = ingest.events as f64 / ingest.elapsed.as_secs_f64();
-    let duck_eps = loader.map(|l| l.rows as f64 / l.elapsed.as_secs_f64());
+    let duck_eps = loader.map(baseline::LoaderRun::rows_per_s);
     let mut rows = vec![Row {
         measure: format!(
             "HTTP ingest, gzip NDJSON, {} clients, durable acks",
@@ -468,7 +466,7 @@ fn table(
         });
     }
     let per_event = db_bytes as f64 / ingest.events as f64;
-    let loader_per_event = loader.map(|l| l.file_bytes as f64 / l.rows as f64);
+    let loader_per_event = loader.map(baseline::LoaderRun::bytes_per_row);
     rows.push(Row {
         measure: "disk per event after checkpoint".into(),
         target: "≤ 50 bytes".into(),
