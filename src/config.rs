@@ -116,8 +116,10 @@ pub struct StorageConfig {
     /// Read connections kept open for queries.
     pub read_connections: usize,
     /// Most idempotency keys the writer keeps in memory to de-duplicate without reading the
-    /// table (about 13 bytes each; see `store::dedup`). Past it, older events are checked
-    /// against the table instead: slower, never wrong.
+    /// table (9 bytes a slot of a hash set, about 150 MB at 14M; see `store::dedup`). An event
+    /// has two keys and two days of them are kept: 14M holds 100M events a month. Past it the
+    /// oldest hours go, and events within a day of them are checked against the table instead:
+    /// slower, never wrong.
     pub dedup_index_keys: usize,
     /// Answer from the pre-computed tables — the hourly rollups, the task and run units — when
     /// they can. `false` answers every query from the raw events: slower, for checking them or
@@ -139,7 +141,7 @@ impl Default for StorageConfig {
             max_commit_rows: 200_000,
             checkpoint_wal_bytes: 64 * 1024 * 1024,
             read_connections: 4,
-            dedup_index_keys: 8_000_000,
+            dedup_index_keys: 14_000_000,
             use_rollups: true,
             discard_damaged_wal: false,
         }
