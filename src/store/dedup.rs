@@ -5,7 +5,7 @@
 //! timestamp. Asking DuckDB meant joining each commit's keys against every event of a two-day
 //! window — under steady ingest that was the writer's most expensive phase (10.8 µs of its
 //! 45 µs per event at 1M events, growing with the event rate). The index keeps a 64-bit hash
-//! of the keys of every stored event newer than a moving `floor`, with the event's hour:
+//! of the keys of every stored event newer than a moving `floor`, by the six hours of its time:
 //!
 //! - an event whose whole window lies above the floor is *covered*: a hash that is not in the
 //!   index proves no stored copy exists, which is the answer for almost every event;
@@ -119,6 +119,11 @@ fn epoch(ts: i64) -> i64 {
     ts.div_euclid(EPOCH_US)
 }
 
+/// The floor that keeps [`RETAIN`] behind the newest event `high`: the start of its epoch.
+fn floor_behind(high: i64) -> i64 {
+    epoch(high.saturating_sub(RETAIN_US)).saturating_mul(EPOCH_US)
+}
+
 /// What the index says of one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -132,8 +137,6 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct DedupIndex {
     sets: BTreeMap<i64, KeySet>,
-    /// Keys held, over all sets (a key may be in several).
-    held: usize,
     /// Every stored event at or after this time (µs) has its keys in its epoch's set; an epoch
     /// boundary, or `i64::MIN` while the table is empty.
     floor: i64,
@@ -149,7 +152,6 @@ impl DedupIndex {
     pub fn empty(max_keys: usize) -> Self {
         DedupIndex {
             sets: BTreeMap::new(),
-            held: 0,
             floor: i64::MIN,
             high: i64::MIN,
             max_keys,
@@ -166,7 +168,7 @@ impl DedupIndex {
         };
         let newest = newest.min(clamp_high(Utc::now()));
         let mut index = DedupIndex {
-            floor: epoch(newest - RETAIN_US) * EPOCH_US,
+            floor: floor_behind(newest),
             high: newest,
             ..Self::empty(max_keys)
         };
@@ -219,9 +221,10 @@ impl DedupIndex {
             self.high = self.high.max(ts.min(ceiling));
         }
         // The floor follows the newest event, an epoch at a time: whole sets go.
-        let floor = epoch(self.high.saturating_sub(RETAIN_US)).saturating_mul(EPOCH_US);
+        let floor = floor_behind(self.high);
         if floor > self.floor {
-            self.raise_floor(floor);
+            self.floor = floor;
+            self.sets = self.sets.split_off(&epoch(floor));
         }
         self.keep_budget();
     }
@@ -231,27 +234,15 @@ impl DedupIndex {
             return; // below the floor the table answers anyway
         }
         let set = self.sets.entry(epoch(ts)).or_default();
-        for k in keys.iter() {
-            self.held += usize::from(set.insert(k));
-        }
-    }
-
-    /// Drops the sets below `floor` (an epoch boundary).
-    fn raise_floor(&mut self, floor: i64) {
-        self.floor = floor;
-        let kept = self.sets.split_off(&epoch(floor));
-        for set in std::mem::replace(&mut self.sets, kept).into_values() {
-            self.held -= set.len();
-        }
+        set.extend(keys.iter());
     }
 
     /// While over the key budget, drops the oldest set and raises the floor past it.
     fn keep_budget(&mut self) {
-        while self.held > self.max_keys {
-            let Some((e, set)) = self.sets.pop_first() else {
+        while self.len() > self.max_keys {
+            let Some((e, _)) = self.sets.pop_first() else {
                 break;
             };
-            self.held -= set.len();
             self.floor = self.floor.max((e + 1).saturating_mul(EPOCH_US));
             if !self.budget_hit {
                 self.budget_hit = true;
@@ -266,13 +257,13 @@ impl DedupIndex {
         }
     }
 
-    /// Keys held, for tests and logs.
+    /// Keys held, over all sets (a key may be in several; there are about nine sets).
     pub fn len(&self) -> usize {
-        self.held
+        self.sets.values().map(HashSet::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.held == 0
+        self.sets.values().all(HashSet::is_empty)
     }
 }
 
