@@ -115,6 +115,12 @@ pub struct BenchArgs {
     /// 100M events, whose targets have no ratio, and whose NDJSON would take about 65 GB.
     #[arg(long)]
     pub no_baselines: bool,
+    /// Also measure the overview queries (and disk per event) at this many events: the
+    /// ingested traffic replicated in SQL, identifiers renamed per copy, rollups and units
+    /// rebuilt, then served by a normal server. How the 100M query row is measured without
+    /// two hours of HTTP ingest: `--events 10000000 --scale-to 100000000`.
+    #[arg(long)]
+    pub scale_to: Option<u64>,
     /// The servers' log filter (`RUST_LOG`); `tally::store::writer=debug` shows each commit's
     /// phases.
     #[arg(long, default_value = "warn")]

@@ -136,3 +136,68 @@ fn a_benchmark_without_baselines_measures_every_row() {
     left.sort();
     assert_eq!(left, ["tally"]);
 }
+
+/// `--scale-to` (how the 100M query row is measured): the ingested traffic is replicated in
+/// SQL to about the asked size, rollups and units are rebuilt, and a normal server answers the
+/// overview queries there; the bench itself fails unless the scaled totals are exactly the
+/// copies times the ingested ones.
+#[test]
+fn a_scaled_benchmark_answers_at_the_replicated_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let work = dir.path().join("work");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "bench",
+            "--events",
+            "20000",
+            "--scale-to",
+            "60000",
+            "--no-baselines",
+            "--query-runs",
+            "2",
+            "--webhooks",
+            "2",
+            "--check-rate",
+            "200",
+            "--check-secs",
+            "1",
+            "--work-dir",
+        ])
+        .arg(&work)
+        .arg("--json-out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "tally bench failed: {status}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let events = report["events"].as_u64().unwrap();
+    let scaled = &report["scaled"];
+    assert_eq!(scaled["copies"], 3, "{scaled}");
+    assert_eq!(scaled["events"].as_u64(), Some(3 * events), "{scaled}");
+    let outcomes = scaled["outcomes"].as_u64().unwrap();
+    assert!(
+        outcomes > 0 && outcomes.is_multiple_of(3),
+        "{outcomes} outcomes"
+    );
+    let used = scaled["disk"]["used_bytes"].as_u64().unwrap();
+    let file = scaled["disk"]["file_bytes"].as_u64().unwrap();
+    assert!(0 < used && used <= file, "{used} of {file} bytes");
+    let queries = scaled["queries"].as_array().unwrap();
+    assert_eq!(queries.len(), 6);
+    for q in queries {
+        assert_eq!(q["served"]["samples"], 2, "{q}");
+        assert!(q["served"]["p50_ms"].as_f64().unwrap() > 0.0, "{q}");
+    }
+    // Six query rows and a disk row at the scaled size follow the usual eleven.
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1 + 6 + 4 + 7, "{rows:?}");
+    for r in &rows[11..] {
+        let measure = r["measure"].as_str().unwrap();
+        assert!(
+            measure.contains(&format!("{} events (×3", 3 * events)),
+            "{r}"
+        );
+        assert!(r["meets"].is_boolean(), "{r}");
+    }
+}

@@ -247,6 +247,13 @@ fn refresh_touched(conn: &Connection) -> Result<(), StoreError> {
 /// SQL that computes the units of `calls` from the events and appends them, with their winning
 /// outcomes, to the unit table (the caller removed their old rows).
 fn materialise(unit: Unit, calls: Calls<'_>) -> String {
+    // A whole rebuild lays the units in time order, as the folds do (they append units as
+    // their calls arrive): the reads that are bounded by time then skip row groups by their
+    // min/max timestamps instead of reading a hash aggregate's arbitrary order.
+    let order = match calls {
+        Calls::All => "ORDER BY b.ts",
+        Calls::Query { .. } | Calls::Keys { .. } => "",
+    };
     let mut sql = Sql::default();
     sql.push("CREATE OR REPLACE TEMP TABLE units_base AS ");
     push_units_base(&mut sql, unit, calls);
@@ -262,7 +269,7 @@ fn materialise(unit: Unit, calls: Calls<'_>) -> String {
                ON u.project = o.project AND u.okey = o.task_id
              QUALIFY row_number() OVER (PARTITION BY o.project, o.task_id
                                         ORDER BY o.ts DESC, o.seq DESC) = 1
-         ) oc ON oc.project = b.project AND oc.ok = b.okey;
+         ) oc ON oc.project = b.project AND oc.ok = b.okey {order};
          DROP TABLE units_base;",
         table = unit.table(),
         columns = stored_columns(unit).join(", "),
@@ -839,7 +846,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "a benchmark that builds ~10M events (minutes, several GB of disk)"]
     async fn units_at_scale() {
-        let copies: i64 = std::env::var("TALLY_UNITS_COPIES")
+        let copies: u64 = std::env::var("TALLY_UNITS_COPIES")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(83);
@@ -857,36 +864,10 @@ mod tests {
         crate::demo::load::load(&store, &pricer, &demo)
             .await
             .unwrap();
-        let ids = [
-            "idem_key",
-            "request_id",
-            "task_id",
-            "run_id",
-            "trace_id",
-            "span_id",
-            "parent_span_id",
-            "retry_of",
-            "fallback_from",
-        ];
-        let renamed: Vec<String> = ids
-            .iter()
-            .map(|c| format!("{c} || '~' || i AS {c}"))
-            .collect();
         let started = std::time::Instant::now();
         store
             .writer()
-            .exec(move |conn| {
-                conn.execute_batch(&format!(
-                    "INSERT INTO events SELECT * EXCLUDE (i) REPLACE ({renamed})
-                         FROM events, range(1, {copies}) r(i) ORDER BY ts;
-                     INSERT INTO outcomes SELECT * EXCLUDE (i)
-                         REPLACE (task_id || '~' || i AS task_id, idem_key || '~' || i AS idem_key,
-                                  seq + i * 100000000 AS seq)
-                         FROM outcomes, range(1, {copies}) r(i) ORDER BY ts;",
-                    renamed = renamed.join(", ")
-                ))?;
-                Ok(())
-            })
+            .exec(move |conn| crate::bench::scale::replicate(conn, copies))
             .await
             .unwrap();
         eprintln!("replicated in {:.1} s", started.elapsed().as_secs_f64());
