@@ -170,8 +170,9 @@ pub(crate) enum Calls<'a> {
         lo: DateTime<Utc>,
         hi: DateTime<Utc>,
     },
-    /// Every unit.
-    All,
+    /// The units whose key hashes to `part` of `parts` (every unit when `parts` is 1): a
+    /// whole rebuild, a share at a time.
+    Part { parts: u64, part: u64 },
 }
 
 /// `CAST('<ts>' AS TIMESTAMPTZ)` as literal text: the writer's statements run as batches.
@@ -233,8 +234,11 @@ pub(crate) fn push_units_base(sql: &mut Sql, unit: Unit, calls: Calls<'_>) {
                 .push(" = k.k_uk WHERE ")
                 .push(&ts_within("e.ts", lo, hi));
         }
-        Calls::All => {
+        Calls::Part { parts, part } => {
             sql.push(" WHERE ").push(&key_e).push(" IS NOT NULL");
+            if parts > 1 {
+                sql.push(&format!(" AND hash(e.project, {key_e}) % {parts} = {part}"));
+            }
         }
     }
     // Ties between calls at the same instant are broken by arrival, then ids, then row id
