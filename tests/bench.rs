@@ -3,15 +3,33 @@
 //! webhooks, budget-check) and reports each row with its ratio. Timings are not judged here —
 //! these machines are shared and noisy — only that the run completes and its numbers are real.
 
+use std::path::Path;
+
 use serde_json::Value;
+
+/// Runs `tally bench` with `args`, its work directory `work` and its JSON written next to it,
+/// and returns the JSON report once the run has succeeded.
+fn bench(args: &[&str], work: &Path) -> Value {
+    let out = work.with_extension("json");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("bench")
+        .args(args)
+        .arg("--work-dir")
+        .arg(work)
+        .arg("--json-out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "tally bench failed: {status}");
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
 
 #[test]
 fn a_small_benchmark_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("bench.json");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args([
-            "bench",
+    let work = dir.path().join("work");
+    let report = bench(
+        &[
             "--events",
             "200000",
             "--query-runs",
@@ -24,15 +42,9 @@ fn a_small_benchmark_runs_end_to_end() {
             "500",
             "--check-secs",
             "2",
-            "--work-dir",
-        ])
-        .arg(dir.path().join("work"))
-        .arg("--json-out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "tally bench failed: {status}");
-    let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        ],
+        &work,
+    );
 
     // Every event generated was acknowledged and loaded by DuckDB alike (the bench checks the
     // counts; here they must be near the requested volume).
@@ -83,11 +95,9 @@ fn a_small_benchmark_runs_end_to_end() {
 #[test]
 fn a_benchmark_without_baselines_measures_every_row() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("bench.json");
     let work = dir.path().join("work");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args([
-            "bench",
+    let report = bench(
+        &[
             "--events",
             "30000",
             "--no-baselines",
@@ -99,15 +109,9 @@ fn a_benchmark_without_baselines_measures_every_row() {
             "200",
             "--check-secs",
             "1",
-            "--work-dir",
-        ])
-        .arg(&work)
-        .arg("--json-out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "tally bench failed: {status}");
-    let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        ],
+        &work,
+    );
     let events = report["events"].as_u64().unwrap();
     assert!((20_000..40_000).contains(&events), "{events} events");
     assert_eq!(report["args"]["baselines"], false);
@@ -144,11 +148,9 @@ fn a_benchmark_without_baselines_measures_every_row() {
 #[test]
 fn a_scaled_benchmark_answers_at_the_replicated_size() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("bench.json");
     let work = dir.path().join("work");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args([
-            "bench",
+    let report = bench(
+        &[
             "--events",
             "20000",
             "--scale-to",
@@ -162,15 +164,9 @@ fn a_scaled_benchmark_answers_at_the_replicated_size() {
             "200",
             "--check-secs",
             "1",
-            "--work-dir",
-        ])
-        .arg(&work)
-        .arg("--json-out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "tally bench failed: {status}");
-    let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        ],
+        &work,
+    );
     let events = report["events"].as_u64().unwrap();
     let scaled = &report["scaled"];
     assert_eq!(scaled["copies"], 3, "{scaled}");

@@ -295,7 +295,7 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
         Some((raw, rss)) => (Some(raw), rss),
         None => (None, None),
     };
-    let rows = table(
+    let mut rows = table(
         args,
         &ingest,
         loader.as_ref(),
@@ -307,7 +307,6 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
         [&floor, &check],
         [ingest_rss, raw_rss, served_rss],
     );
-    let mut rows = rows;
     if let Some(scaled) = &scaled {
         rows.extend(scaled.rows(&queries));
     }

@@ -14,9 +14,8 @@
 //! queries. What this does not measure is ingest at that size: the HTTP rows stay at `--events`.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
-
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
@@ -136,15 +135,15 @@ pub(crate) fn replicate(conn: &Connection, copies: u64) -> Result<(), StoreError
             renamed(&["task_id", "idem_key"])
         ),
     ];
+    // Literal instants: DuckDB's time-zone-aware functions live in an extension Tally does
+    // not load.
+    let at = |s: i64| {
+        DateTime::<Utc>::from_timestamp(s, 0)
+            .map(|t| format!("CAST('{}' AS TIMESTAMPTZ)", t.to_rfc3339()))
+            .ok_or_else(|| StoreError::Other(format!("day {s} out of range")))
+    };
     let mut day = first - first.rem_euclid(86_400);
     while day <= last {
-        // Literal instants: DuckDB's time-zone-aware functions live in an extension Tally
-        // does not load.
-        let at = |s: i64| {
-            DateTime::<Utc>::from_timestamp(s, 0)
-                .map(|t| format!("CAST('{}' AS TIMESTAMPTZ)", t.to_rfc3339()))
-                .ok_or_else(|| StoreError::Other(format!("day {s} out of range")))
-        };
         let within = format!("ts >= {} AND ts < {}", at(day)?, at(day + 86_400)?);
         for statement in &statements {
             conn.execute_batch(&statement.replace("{day}", &within))?;
