@@ -7,21 +7,37 @@ use std::path::Path;
 
 use serde_json::Value;
 
-/// Runs `tally bench` with `args`, its work directory `work` and its JSON written next to it,
-/// and returns the JSON report once the run has succeeded.
-fn bench(args: &[&str], work: &Path) -> Value {
+/// Runs `tally bench` with `args`, its work directory `work` and its JSON written next to it;
+/// returns the report, or the standard error of a failed run.
+fn try_bench(args: &[&str], work: &Path) -> Result<Value, String> {
     let out = work.with_extension("json");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+    let _ = std::fs::remove_file(&out);
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
         .arg("bench")
         .args(args)
         .arg("--work-dir")
         .arg(work)
         .arg("--json-out")
         .arg(&out)
-        .status()
+        .stderr(std::process::Stdio::piped())
+        .output()
         .unwrap();
-    assert!(status.success(), "tally bench failed: {status}");
-    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    eprint!("{stderr}");
+    if !run.status.success() {
+        return Err(stderr);
+    }
+    Ok(serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap())
+}
+
+/// [`try_bench`] for a run that must succeed.
+fn bench(args: &[&str], work: &Path) -> Value {
+    try_bench(args, work).unwrap_or_else(|e| panic!("tally bench failed:\n{e}"))
+}
+
+/// An RFC 3339 instant `days` before now, for `--end`.
+fn days_ago(days: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339()
 }
 
 #[test]
@@ -142,19 +158,24 @@ fn a_benchmark_without_baselines_measures_every_row() {
 }
 
 /// `--scale-to` (how the 100M query row is measured): the ingested traffic is replicated in
-/// SQL to about the asked size, rollups and units are rebuilt, and a normal server answers the
-/// overview queries there; the bench itself fails unless the scaled totals are exactly the
-/// copies times the ingested ones.
+/// SQL to about the asked size, rollups and units are rebuilt, a normal server answers the
+/// overview queries there — the bench itself fails unless the scaled totals are exactly the
+/// copies times the ingested ones — and a day more at that density is ingested over HTTP.
+/// `--reuse-scaled` measures at that size again without the build, once per later `--end`.
 #[test]
-fn a_scaled_benchmark_answers_at_the_replicated_size() {
+fn a_scaled_benchmark_answers_and_ingests_at_the_replicated_size() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
+    // Two days back, so the day after the traffic and the day after that (the reuse below)
+    // are not in the future, which ingest refuses beyond a day.
     let report = bench(
         &[
             "--events",
             "20000",
             "--scale-to",
             "60000",
+            "--end",
+            &days_ago(2),
             "--no-baselines",
             "--query-runs",
             "2",
@@ -171,6 +192,7 @@ fn a_scaled_benchmark_answers_at_the_replicated_size() {
     let scaled = &report["scaled"];
     assert_eq!(scaled["copies"], 3, "{scaled}");
     assert_eq!(scaled["events"].as_u64(), Some(3 * events), "{scaled}");
+    assert!(scaled["build_seconds"].as_f64().unwrap() > 0.0, "{scaled}");
     let outcomes = scaled["outcomes"].as_u64().unwrap();
     assert!(
         outcomes > 0 && outcomes.is_multiple_of(3),
@@ -185,15 +207,91 @@ fn a_scaled_benchmark_answers_at_the_replicated_size() {
         assert_eq!(q["served"]["samples"], 2, "{q}");
         assert!(q["served"]["p50_ms"].as_f64().unwrap() > 0.0, "{q}");
     }
-    // Six query rows and a disk row at the scaled size follow the usual eleven.
+    // The day after: a thirtieth of the scaled events on average (weekends take less than
+    // weekdays, and the generator works in whole tasks), all acknowledged (the bench fails
+    // otherwise), at a rate next to this run's.
+    let day = &scaled["day_after"];
+    let day_events = day["events"].as_u64().unwrap();
+    assert!(
+        (3 * events / 120..3 * events / 10).contains(&day_events),
+        "{day_events} events a day after {} in 30 days",
+        3 * events
+    );
+    assert!(day["outcomes"].as_u64().unwrap() > 0, "{day}");
+    assert!(day["tally_events_per_s"].as_f64().unwrap() > 0.0, "{day}");
+    assert!(day["base_events_per_s"].as_f64().unwrap() > 0.0, "{day}");
+    assert!(day["peak_rss_bytes"].as_u64().unwrap() > 0, "{day}");
+    // Six query rows, a disk row, an ingest row and a memory row at the scaled size follow
+    // the usual eleven.
     let rows = report["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 1 + 6 + 4 + 7, "{rows:?}");
-    for r in &rows[11..] {
-        let measure = r["measure"].as_str().unwrap();
-        assert!(
-            measure.contains(&format!("{} events (×3", 3 * events)),
-            "{r}"
-        );
-        assert!(r["meets"].is_boolean(), "{r}");
-    }
+    assert_eq!(rows.len(), 1 + 6 + 4 + 9, "{rows:?}");
+    let at_scale = |rows: &[Value]| {
+        for r in rows {
+            let measure = r["measure"].as_str().unwrap();
+            assert!(measure.contains(&format!("{} events", 3 * events)), "{r}");
+            assert!(r["meets"].is_boolean(), "{r}");
+        }
+    };
+    at_scale(&rows[11..]);
+    assert!(
+        rows[18]["measure"].as_str().unwrap().contains("ingest"),
+        "{}",
+        rows[18]
+    );
+    assert!(rows[18]["ratio"].as_f64().unwrap() > 0.0, "{}", rows[18]);
+
+    // Again on the database left there, the day after a day later: no build, no traffic at
+    // --events (so no ratio), the same rows at the scaled size.
+    let again = [
+        "--events",
+        "20000",
+        "--scale-to",
+        "60000",
+        "--reuse-scaled",
+        "--query-runs",
+        "2",
+        "--end",
+    ];
+    let end = days_ago(1);
+    let reused = bench(&[&again[..], &[end.as_str()]].concat(), &work);
+    let scaled = &reused["scaled"];
+    assert!(scaled["build_seconds"].is_null(), "{scaled}");
+    assert_eq!(scaled["events"].as_u64(), Some(3 * events + day_events));
+    assert!(
+        scaled["day_after"]["events"].as_u64().unwrap() > 0,
+        "{scaled}"
+    );
+    assert!(
+        scaled["day_after"]["base_events_per_s"].is_null(),
+        "{scaled}"
+    );
+    let rows = reused["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6 + 1 + 2, "{rows:?}");
+    assert!(rows[7]["ratio"].is_null(), "{}", rows[7]);
+
+    // A run stopped while rebuilding left the units unbuilt: the reuse builds them first.
+    let db = work.join("scaled").join("tally.duckdb");
+    let conn = duckdb::Connection::open(&db).unwrap();
+    conn.execute_batch("UPDATE units_state SET built = false")
+        .unwrap();
+    drop(conn);
+    let end = days_ago(0);
+    let rebuilt = bench(&[&again[..], &[end.as_str()]].concat(), &work);
+    assert!(
+        rebuilt["scaled"]["build_seconds"].as_f64().unwrap() > 0.0,
+        "{}",
+        rebuilt["scaled"]
+    );
+    let conn = duckdb::Connection::open(&db).unwrap();
+    let built: bool = conn
+        .query_row("SELECT bool_and(built) FROM units_state", [], |r| r.get(0))
+        .unwrap();
+    assert!(built);
+    drop(conn);
+    // The same --end again would put a second day where the last went: refused.
+    let refused = try_bench(&[&again[..], &[end.as_str()]].concat(), &work).unwrap_err();
+    assert!(
+        refused.contains("already has events after --end"),
+        "{refused}"
+    );
 }

@@ -122,21 +122,28 @@ impl BodyWriter {
     }
 }
 
-/// Generates about `events` events with `seed` into gzip bodies of `batch` records under
-/// `dir`, and writes the events to `ndjson` (one per line) when given.
+/// What to generate: about `events` events over the `days` before `end`, from `seed`.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    pub events: u64,
+    pub seed: u64,
+    pub days: u32,
+    pub end: DateTime<Utc>,
+}
+
+/// Generates `spec`'s traffic into gzip bodies of `batch` records under `dir`, and writes the
+/// events to `ndjson` (one per line) when given.
 pub fn generate(
-    events: u64,
-    seed: u64,
+    spec: Spec,
     batch: usize,
-    end: DateTime<Utc>,
     dir: &Path,
     ndjson: Option<&Path>,
 ) -> anyhow::Result<Traffic> {
     let cfg = DemoConfig {
-        seed,
-        days: DAYS,
-        end,
-        scale: events as f64 / (DEMO_CALLS_PER_DAY * f64::from(DAYS)),
+        seed: spec.seed,
+        days: spec.days,
+        end: spec.end,
+        scale: spec.events as f64 / (DEMO_CALLS_PER_DAY * f64::from(spec.days)),
     };
     let mut file = match ndjson {
         Some(path) => Some(BufWriter::with_capacity(
@@ -208,7 +215,13 @@ mod tests {
     fn ndjson_of(seed: u64, end: DateTime<Utc>) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.ndjson");
-        let traffic = generate(3_000, seed, 500, end, dir.path(), Some(&path)).unwrap();
+        let spec = Spec {
+            events: 3_000,
+            seed,
+            days: DAYS,
+            end,
+        };
+        let traffic = generate(spec, 500, dir.path(), Some(&path)).unwrap();
         assert!(traffic.events > 1_000 && traffic.outcomes > 0);
         std::fs::read(&path).unwrap()
     }

@@ -6,7 +6,9 @@
 //! loaded server — the dashboard's overview queries from the rollups and from the raw events
 //! (the query baseline; the answers must agree), disk per event after a checkpoint, peak
 //! memory, threshold crossing → webhook latency, and `/v1/budget-check` at a fixed request
-//! rate. It prints a table and writes the numbers as JSON. Targets are in the table, never in
+//! rate. With `--scale-to N` it then grows a copy of the database to about N events in SQL and
+//! measures the queries, disk and a day more of ingest at that size (`scale`). It prints a
+//! table and writes the numbers as JSON. Targets are in the table, never in
 //! tests: these machines are shared and noisy, so a timing is a measurement, not a verdict.
 
 mod baseline;
@@ -126,6 +128,12 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
     // Whole minutes, like the demo: the generator's clock for "now".
     let end = args.end.unwrap_or_else(Utc::now).timestamp();
     let end = DateTime::from_timestamp(end - end.rem_euclid(60), 0).context("--end")?;
+    let from = end - chrono::Duration::days(i64::from(data::DAYS));
+    let queries = overview_queries(from);
+    let key = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    if args.reuse_scaled {
+        return measure_reused(args, &rt, work, end, &key, &queries);
+    }
 
     eprintln!(
         "bench: generating ~{} events (seed {}, end {})",
@@ -136,11 +144,15 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
     let t = Instant::now();
     let ndjson = work.join("events.ndjson");
     let baselines = !args.no_baselines;
-    let traffic = data::generate(
-        args.events,
-        args.seed,
-        args.batch,
+    let spec = data::Spec {
+        events: args.events,
+        seed: args.seed,
+        days: data::DAYS,
         end,
+    };
+    let traffic = data::generate(
+        spec,
+        args.batch,
         work,
         baselines.then_some(ndjson.as_path()),
     )?;
@@ -172,7 +184,6 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
         None
     };
 
-    let key = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let data_dir = work.join("tally");
     eprintln!("bench: HTTP ingest, {} clients", args.clients);
     let log = [("RUST_LOG", args.server_log.as_str())];
@@ -220,8 +231,6 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
             "peak_rss_bytes": ingest_rss}));
     }
 
-    let from = end - chrono::Duration::days(i64::from(data::DAYS));
-    let queries = overview_queries(from);
     let raw = if baselines {
         eprintln!("bench: overview queries from the raw events (baseline)");
         // The baseline gets room to answer: at 10M events the raw cost-per-task aggregation
@@ -279,15 +288,23 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
     let served_rss = server.peak_rss_bytes();
     server.stop()?;
     let scaled = match args.scale_to {
-        Some(target) => Some(measure_scaled(
-            args,
-            &rt,
-            &scaled_dir,
-            &key,
-            scale::copies_for(ingest.events, target),
-            &queries,
-            &served,
-        )?),
+        Some(target) => {
+            let copies = scale::copies_for(ingest.events, target);
+            eprintln!("bench: --scale-to: replicating the ingested traffic ×{copies}");
+            let build = scale::build(&rt, &scaled_dir, copies)?;
+            let base = Base {
+                served: &served,
+                events_per_s: ingest.events as f64 / ingest.elapsed.as_secs_f64(),
+            };
+            let at = AtScale {
+                rt: &rt,
+                work,
+                dir: &scaled_dir,
+                key: &key,
+                end,
+            };
+            Some(at.measure(args, build, &queries, Some(base))?)
+        }
         None => None,
     };
 
@@ -308,16 +325,13 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
         [ingest_rss, raw_rss, served_rss],
     );
     if let Some(scaled) = &scaled {
-        rows.extend(scaled.rows(&queries));
+        rows.extend(scaled.rows(args, &queries));
     }
     print_table(&rows);
     let raw_latency = |i: usize| raw.as_ref().map(|r| &r[i].0);
     Ok(json!({
         "machine": machine(),
-        "args": {"events": args.events, "seed": args.seed, "end": end.to_rfc3339(),
-                 "clients": args.clients,
-                 "batch": args.batch, "query_runs": args.query_runs, "raw_runs": args.raw_runs,
-                 "baselines": baselines},
+        "args": args_json(args, end),
         "events": ingest.events,
         "ingest": {
             "tally_events_per_s": ingest.events as f64 / ingest.elapsed.as_secs_f64(),
@@ -341,6 +355,45 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
         "budget_check": check,
         "budget_check_floor_healthz": floor,
         "scaled": scaled.as_ref().map(|s| s.json(&queries)),
+        "rows": rows,
+    }))
+}
+
+/// The run's parameters, for the JSON report.
+fn args_json(args: &BenchArgs, end: DateTime<Utc>) -> Value {
+    json!({"events": args.events, "seed": args.seed, "end": end.to_rfc3339(),
+           "clients": args.clients, "batch": args.batch, "query_runs": args.query_runs,
+           "raw_runs": args.raw_runs, "baselines": !args.no_baselines,
+           "scale_to": args.scale_to, "reuse_scaled": args.reuse_scaled})
+}
+
+/// `--reuse-scaled`: only the measurements at the scaled size, on the database an earlier
+/// `--scale-to --keep` run built in `work`.
+fn measure_reused(
+    args: &BenchArgs,
+    rt: &tokio::runtime::Runtime,
+    work: &Path,
+    end: DateTime<Utc>,
+    key: &str,
+    queries: &[(&'static str, String)],
+) -> anyhow::Result<Value> {
+    let target = args.scale_to.context("--reuse-scaled needs --scale-to")?;
+    let dir = work.join("scaled");
+    let build = scale::existing(rt, &dir, scale::copies_for(args.events, target), end)?;
+    let at = AtScale {
+        rt,
+        work,
+        dir: &dir,
+        key,
+        end,
+    };
+    let scaled = at.measure(args, build, queries, None)?;
+    let rows = scaled.rows(args, queries);
+    print_table(&rows);
+    Ok(json!({
+        "machine": machine(),
+        "args": args_json(args, end),
+        "scaled": scaled.json(queries),
         "rows": rows,
     }))
 }
@@ -561,56 +614,125 @@ fn query_target(events: u64) -> (f64, bool) {
     }
 }
 
-/// The overview queries over the database replicated to `copies` times the ingested traffic
-/// (`--scale-to`), after checking its totals are `copies` times those served at `--events`.
-fn measure_scaled(
-    args: &BenchArgs,
-    rt: &tokio::runtime::Runtime,
-    dir: &Path,
-    key: &str,
-    copies: u64,
-    queries: &[(&'static str, String)],
-    served: &[(Latency, Value)],
-) -> anyhow::Result<ScaledRun> {
-    eprintln!("bench: --scale-to: replicating the ingested traffic ×{copies}");
-    let build = scale::build(rt, dir, copies)?;
-    let disk = scale::disk(dir)?;
-    eprintln!(
-        "bench: {} events, {} outcomes in {:.1} s; overview queries at that size",
-        build.events,
-        build.outcomes,
-        build.elapsed.as_secs_f64()
-    );
-    let server = LoopbackServer::start(dir, key, &[("RUST_LOG", args.server_log.as_str())])?;
-    let api = Api::new(&server.url, key)?;
-    let answers = rt.block_on(probes::time_queries(&api, queries, 2, args.query_runs))?;
-    let rss = server.peak_rss_bytes();
-    server.stop()?;
-    // Replication multiplies every cost and count and changes no key, so the totals and the
-    // top features must be exactly `copies` times what the ingested database answered.
-    for i in [0, 2] {
-        let (base, big) = (&served[i].1, &answers[i].1);
-        let rows = |v: &Value| v["rows"].as_array().cloned().unwrap_or_default();
-        let (base_rows, big_rows) = (rows(base), rows(big));
-        anyhow::ensure!(
-            base_rows.len() == big_rows.len(),
-            "{}: {} rows at ×{copies}, {} before",
-            queries[i].0,
-            big_rows.len(),
-            base_rows.len()
+/// What the traffic at `--events` gave, for the checks and ratios at the scaled size.
+struct Base<'a> {
+    /// The overview answers, which the scaled ones must multiply exactly.
+    served: &'a [(Latency, Value)],
+    events_per_s: f64,
+}
+
+/// Where the measurements at the scaled size run: the built database in `dir`, the traffic's
+/// `end`, and the run's admin key.
+struct AtScale<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    work: &'a Path,
+    dir: &'a Path,
+    key: &'a str,
+    end: DateTime<Utc>,
+}
+
+impl AtScale<'_> {
+    /// Steps 8 and 9 on the built database: disk per event, the overview queries (checked
+    /// against `base` when there is one: totals and top features exactly `copies` times
+    /// theirs), then a day more of traffic at the scaled density over HTTP.
+    fn measure(
+        &self,
+        args: &BenchArgs,
+        build: scale::Scaled,
+        queries: &[(&'static str, String)],
+        base: Option<Base<'_>>,
+    ) -> anyhow::Result<ScaledRun> {
+        let disk = scale::disk(self.dir)?;
+        let built = build.elapsed.map_or("built before".into(), |t| {
+            format!("in {:.1} s", t.as_secs_f64())
+        });
+        eprintln!(
+            "bench: {} events, {} outcomes {built}; overview queries at that size",
+            build.events, build.outcomes,
         );
-        let totals = [(&base["total"], &big["total"])];
-        for (a, b) in totals.into_iter().chain(base_rows.iter().zip(&big_rows)) {
-            scale::check_multiplied(a, b, copies)
-                .with_context(|| format!("{} at ×{copies}", queries[i].0))?;
+        let log = [("RUST_LOG", args.server_log.as_str())];
+        let server = LoopbackServer::start(self.dir, self.key, &log)?;
+        let api = Api::new(&server.url, self.key)?;
+        let answers = self
+            .rt
+            .block_on(probes::time_queries(&api, queries, 2, args.query_runs))?;
+        let rss = server.peak_rss_bytes();
+        server.stop()?;
+        let copies = build.copies;
+        // Replication multiplies every cost and count and changes no key, so the totals and the
+        // top features must be exactly `copies` times what the ingested database answered.
+        for i in [0, 2] {
+            let Some(base) = &base else { break };
+            let (base, big) = (&base.served[i].1, &answers[i].1);
+            let rows = |v: &Value| v["rows"].as_array().cloned().unwrap_or_default();
+            let (base_rows, big_rows) = (rows(base), rows(big));
+            anyhow::ensure!(
+                base_rows.len() == big_rows.len(),
+                "{}: {} rows at ×{copies}, {} before",
+                queries[i].0,
+                big_rows.len(),
+                base_rows.len()
+            );
+            let totals = [(&base["total"], &big["total"])];
+            for (a, b) in totals.into_iter().chain(base_rows.iter().zip(&big_rows)) {
+                scale::check_multiplied(a, b, copies)
+                    .with_context(|| format!("{} at ×{copies}", queries[i].0))?;
+            }
         }
+        let day_after = self.ingest_a_day(args, build.events)?;
+        Ok(ScaledRun {
+            build,
+            disk,
+            answers,
+            rss,
+            day_after,
+            base_events_per_s: base.map(|b| b.events_per_s),
+        })
     }
-    Ok(ScaledRun {
-        build,
-        disk,
-        answers,
-        rss,
-    })
+
+    /// Step 9: the day after `end` at the scaled size's density (its events over the bench's
+    /// days, per day; the next seed), sent to the scaled database as in step 3 while a
+    /// dashboard client asks its question. Ingest at that size: folds against the full unit
+    /// tables, the de-duplication index holding two days at that density (the day before,
+    /// loaded at start, and this one).
+    fn ingest_a_day(&self, args: &BenchArgs, events: u64) -> anyhow::Result<DayAfter> {
+        let spec = data::Spec {
+            events: events / u64::from(data::DAYS),
+            seed: args.seed + 1,
+            days: 1,
+            end: self.end + chrono::Duration::days(1),
+        };
+        eprintln!(
+            "bench: a day more at that density: generating ~{} events",
+            spec.events
+        );
+        let dir = self.work.join("day-after");
+        std::fs::create_dir_all(&dir)?;
+        let traffic = data::generate(spec, args.batch, &dir, None)?;
+        let log = [("RUST_LOG", args.server_log.as_str())];
+        let server = LoopbackServer::start(self.dir, self.key, &log)?;
+        let api = Api::new(&server.url, self.key)?;
+        let run = self.rt.block_on(ingest(&api, traffic, args.clients))?;
+        let rss = server.peak_rss_bytes();
+        server.stop()?;
+        if !args.keep {
+            std::fs::remove_dir_all(&dir).ok();
+        }
+        eprintln!(
+            "bench: {} events into the scaled database in {:.1} s = {:.0} events/s; peak RSS {:.0} MiB",
+            run.events,
+            run.elapsed.as_secs_f64(),
+            run.events as f64 / run.elapsed.as_secs_f64(),
+            rss.unwrap_or(0) as f64 / 1048576.0
+        );
+        Ok(DayAfter { run, rss })
+    }
+}
+
+/// Step 9's ingest and the server's peak RSS meanwhile.
+struct DayAfter {
+    run: IngestRun,
+    rss: Option<u64>,
 }
 
 /// The `--scale-to` measurements.
@@ -619,10 +741,13 @@ struct ScaledRun {
     disk: scale::Disk,
     answers: Vec<(Latency, Value)>,
     rss: Option<u64>,
+    day_after: DayAfter,
+    /// The ingest rate at `--events` in the same run (not with `--reuse-scaled`).
+    base_events_per_s: Option<f64>,
 }
 
 impl ScaledRun {
-    fn rows(&self, queries: &[(&'static str, String)]) -> Vec<Row> {
+    fn rows(&self, args: &BenchArgs, queries: &[(&'static str, String)]) -> Vec<Row> {
         let (events, copies) = (self.build.events, self.build.copies);
         // Up to 50M events the target includes a ratio to the raw events, which are not
         // queried at the scaled size: such a row cannot be met.
@@ -656,6 +781,32 @@ impl ScaledRun {
             ratio: None,
             meets: per_event <= 50.0,
         });
+        let day = &self.day_after;
+        let rate = day.run.events as f64 / day.run.elapsed.as_secs_f64();
+        rows.push(Row {
+            measure: format!(
+                "HTTP ingest into {events} events: {} more (a day), {} clients",
+                day.run.events, args.clients
+            ),
+            target: "≥ 200k events/s (the ratio to DuckDB: at --events)".into(),
+            tally: format!("{rate:.0} events/s"),
+            baseline: self
+                .base_events_per_s
+                .map_or("not measured (--reuse-scaled)".into(), |b| {
+                    format!("{b:.0} events/s at --events, this run")
+                }),
+            ratio: self.base_events_per_s.map(|b| rate / b),
+            meets: rate >= 200_000.0,
+        });
+        let peak = day.rss.unwrap_or(0);
+        rows.push(Row {
+            measure: format!("peak RSS, ingest with queries at {events} events"),
+            target: "≤ 1 GiB".into(),
+            tally: format!("{:.0} MiB", peak as f64 / 1048576.0),
+            baseline: String::new(),
+            ratio: None,
+            meets: peak > 0 && peak <= 1 << 30,
+        });
         rows
     }
 
@@ -664,10 +815,23 @@ impl ScaledRun {
             "copies": self.build.copies,
             "events": self.build.events,
             "outcomes": self.build.outcomes,
-            "build_seconds": self.build.elapsed.as_secs_f64(),
+            "build_seconds": self.build.elapsed.map(|t| t.as_secs_f64()),
             "disk": {"file_bytes": self.disk.file_bytes, "used_bytes": self.disk.used_bytes,
                      "used_bytes_per_event": self.disk.used_bytes as f64 / self.build.events as f64},
             "peak_rss_bytes_serving": self.rss,
+            "day_after": {
+                "events": self.day_after.run.events,
+                "tally_events_per_s": self.day_after.run.events as f64
+                    / self.day_after.run.elapsed.as_secs_f64(),
+                "tally_seconds": self.day_after.run.elapsed.as_secs_f64(),
+                "base_events_per_s": self.base_events_per_s,
+                "request_latency": self.day_after.run.request_latency,
+                "queries_served_meanwhile": self.day_after.run.queries_served,
+                "outcomes": self.day_after.run.outcomes,
+                "outcomes_per_s": self.day_after.run.outcomes as f64
+                    / self.day_after.run.outcomes_elapsed.as_secs_f64(),
+                "peak_rss_bytes": self.day_after.rss,
+            },
             "queries": queries.iter().zip(&self.answers).map(|((name, path), (s, _))| json!({
                 "name": name, "path": path, "served": s,
             })).collect::<Vec<_>>(),
