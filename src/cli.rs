@@ -121,10 +121,11 @@ pub struct BenchArgs {
     /// two hours of HTTP ingest: `--events 10000000 --scale-to 100000000`.
     #[arg(long)]
     pub scale_to: Option<u64>,
-    /// Measure only at the scaled size, on the database an earlier `--scale-to --keep` run
+    /// Measure only at the scaled size, on the database an earlier `--scale-to` run
     /// built in this --work-dir (same --events, --seed and --end): its queries, disk, and a
-    /// day more of ingest, without the hour of building it again. Once per build: the day
-    /// ingested stays in the database.
+    /// day more of ingest, without the hour of building it again (finishing a build that
+    /// stopped). The day after an --end stays in the database: a second run needs a later
+    /// --end.
     #[arg(long, requires = "scale_to", requires = "work_dir")]
     pub reuse_scaled: bool,
     /// The servers' log filter (`RUST_LOG`); `tally::store::writer=debug` shows each commit's

@@ -368,7 +368,7 @@ fn args_json(args: &BenchArgs, end: DateTime<Utc>) -> Value {
 }
 
 /// `--reuse-scaled`: only the measurements at the scaled size, on the database an earlier
-/// `--scale-to --keep` run built in `work`.
+/// `--scale-to` run built in `work` (an explicit --work-dir is kept).
 fn measure_reused(
     args: &BenchArgs,
     rt: &tokio::runtime::Runtime,
