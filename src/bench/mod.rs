@@ -85,6 +85,24 @@ struct IngestRun {
     outcomes_elapsed: Duration,
 }
 
+impl IngestRun {
+    fn events_per_s(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The report's fields for this ingest (the main run's and step 9's alike).
+    fn json(&self) -> Value {
+        json!({
+            "tally_events_per_s": self.events_per_s(),
+            "tally_seconds": self.elapsed.as_secs_f64(),
+            "request_latency": self.request_latency,
+            "queries_served_meanwhile": self.queries_served,
+            "outcomes": self.outcomes,
+            "outcomes_per_s": self.outcomes as f64 / self.outcomes_elapsed.as_secs_f64(),
+        })
+    }
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.events == 0
         || !(1..=64).contains(&args.clients)
@@ -200,7 +218,7 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
         "bench: {} events in {:.1} s = {:.0} events/s (DuckDB read_json: {})",
         ingest.events,
         ingest.elapsed.as_secs_f64(),
-        ingest.events as f64 / ingest.elapsed.as_secs_f64(),
+        ingest.events_per_s(),
         loader_rate.map_or("not measured".into(), |r| format!("{r:.0} rows/s"))
     );
     let ingest_rss = server.peak_rss_bytes();
@@ -224,7 +242,7 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
             ingest_rss.unwrap_or(0) as f64 / 1048576.0
         );
         return Ok(json!({"events": ingest.events,
-            "tally_events_per_s": ingest.events as f64 / ingest.elapsed.as_secs_f64(),
+            "tally_events_per_s": ingest.events_per_s(),
             "duckdb_read_json_rows_per_s": loader_rate,
             "tally_bytes_per_event": db_bytes as f64 / ingest.events as f64,
             "duckdb_loader_bytes_per_event": loader.as_ref().map(baseline::LoaderRun::bytes_per_row),
@@ -294,7 +312,7 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
             let build = scale::build(&rt, &scaled_dir, copies)?;
             let base = Base {
                 served: &served,
-                events_per_s: ingest.events as f64 / ingest.elapsed.as_secs_f64(),
+                events_per_s: ingest.events_per_s(),
             };
             let at = AtScale {
                 rt: &rt,
@@ -329,20 +347,15 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
     }
     print_table(&rows);
     let raw_latency = |i: usize| raw.as_ref().map(|r| &r[i].0);
+    let mut ingest_json = ingest.json();
+    ingest_json["duckdb_read_json_rows_per_s"] = json!(loader_rate);
+    ingest_json["duckdb_read_json_seconds"] =
+        json!(loader.as_ref().map(|l| l.elapsed.as_secs_f64()));
     Ok(json!({
         "machine": machine(),
         "args": args_json(args, end),
         "events": ingest.events,
-        "ingest": {
-            "tally_events_per_s": ingest.events as f64 / ingest.elapsed.as_secs_f64(),
-            "tally_seconds": ingest.elapsed.as_secs_f64(),
-            "request_latency": ingest.request_latency,
-            "queries_served_meanwhile": ingest.queries_served,
-            "duckdb_read_json_rows_per_s": loader_rate,
-            "duckdb_read_json_seconds": loader.as_ref().map(|l| l.elapsed.as_secs_f64()),
-            "outcomes": ingest.outcomes,
-            "outcomes_per_s": ingest.outcomes as f64 / ingest.outcomes_elapsed.as_secs_f64(),
-        },
+        "ingest": ingest_json,
         "disk": {"tally_bytes": db_bytes, "tally_bytes_per_event": db_bytes as f64 / ingest.events as f64,
                  "duckdb_loader_bytes": loader.as_ref().map(|l| l.file_bytes),
                  "duckdb_loader_bytes_per_event": loader.as_ref().map(baseline::LoaderRun::bytes_per_row)},
@@ -515,7 +528,7 @@ fn table(
     [floor, check]: [&RateRun; 2],
     rss: [Option<u64>; 3],
 ) -> Vec<Row> {
-    let tally_eps = ingest.events as f64 / ingest.elapsed.as_secs_f64();
+    let tally_eps = ingest.events_per_s();
     let duck_eps = loader.map(baseline::LoaderRun::rows_per_s);
     let mut rows = vec![Row {
         measure: format!(
@@ -621,6 +634,36 @@ struct Base<'a> {
     events_per_s: f64,
 }
 
+impl Base<'_> {
+    /// Replication multiplies every cost and count and changes no key, so the totals and the
+    /// top features answered at the scaled size must be exactly `copies` times these.
+    fn check(
+        &self,
+        answers: &[(Latency, Value)],
+        queries: &[(&'static str, String)],
+        copies: u64,
+    ) -> anyhow::Result<()> {
+        for i in [0, 2] {
+            let (base, big) = (&self.served[i].1, &answers[i].1);
+            let rows = |v: &Value| v["rows"].as_array().cloned().unwrap_or_default();
+            let (base_rows, big_rows) = (rows(base), rows(big));
+            anyhow::ensure!(
+                base_rows.len() == big_rows.len(),
+                "{}: {} rows at ×{copies}, {} before",
+                queries[i].0,
+                big_rows.len(),
+                base_rows.len()
+            );
+            let totals = [(&base["total"], &big["total"])];
+            for (a, b) in totals.into_iter().chain(base_rows.iter().zip(&big_rows)) {
+                scale::check_multiplied(a, b, copies)
+                    .with_context(|| format!("{} at ×{copies}", queries[i].0))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where the measurements at the scaled size run: the built database in `dir`, the traffic's
 /// `end`, and the run's admin key.
 struct AtScale<'a> {
@@ -650,34 +693,14 @@ impl AtScale<'_> {
             "bench: {} events, {} outcomes {built}; overview queries at that size",
             build.events, build.outcomes,
         );
-        let log = [("RUST_LOG", args.server_log.as_str())];
-        let server = LoopbackServer::start(self.dir, self.key, &log)?;
-        let api = Api::new(&server.url, self.key)?;
+        let (server, api) = self.serve(args)?;
         let answers = self
             .rt
             .block_on(probes::time_queries(&api, queries, 2, args.query_runs))?;
         let rss = server.peak_rss_bytes();
         server.stop()?;
-        let copies = build.copies;
-        // Replication multiplies every cost and count and changes no key, so the totals and the
-        // top features must be exactly `copies` times what the ingested database answered.
-        for i in [0, 2] {
-            let Some(base) = &base else { break };
-            let (base, big) = (&base.served[i].1, &answers[i].1);
-            let rows = |v: &Value| v["rows"].as_array().cloned().unwrap_or_default();
-            let (base_rows, big_rows) = (rows(base), rows(big));
-            anyhow::ensure!(
-                base_rows.len() == big_rows.len(),
-                "{}: {} rows at ×{copies}, {} before",
-                queries[i].0,
-                big_rows.len(),
-                base_rows.len()
-            );
-            let totals = [(&base["total"], &big["total"])];
-            for (a, b) in totals.into_iter().chain(base_rows.iter().zip(&big_rows)) {
-                scale::check_multiplied(a, b, copies)
-                    .with_context(|| format!("{} at ×{copies}", queries[i].0))?;
-            }
+        if let Some(base) = &base {
+            base.check(&answers, queries, build.copies)?;
         }
         let day_after = self.ingest_a_day(args, build.events)?;
         Ok(ScaledRun {
@@ -709,9 +732,7 @@ impl AtScale<'_> {
         let dir = self.work.join("day-after");
         std::fs::create_dir_all(&dir)?;
         let traffic = data::generate(spec, args.batch, &dir, None)?;
-        let log = [("RUST_LOG", args.server_log.as_str())];
-        let server = LoopbackServer::start(self.dir, self.key, &log)?;
-        let api = Api::new(&server.url, self.key)?;
+        let (server, api) = self.serve(args)?;
         let run = self.rt.block_on(ingest(&api, traffic, args.clients))?;
         let rss = server.peak_rss_bytes();
         server.stop()?;
@@ -722,10 +743,18 @@ impl AtScale<'_> {
             "bench: {} events into the scaled database in {:.1} s = {:.0} events/s; peak RSS {:.0} MiB",
             run.events,
             run.elapsed.as_secs_f64(),
-            run.events as f64 / run.elapsed.as_secs_f64(),
+            run.events_per_s(),
             rss.unwrap_or(0) as f64 / 1048576.0
         );
         Ok(DayAfter { run, rss })
+    }
+
+    /// A normally configured server on the scaled database, and a client of it.
+    fn serve(&self, args: &BenchArgs) -> anyhow::Result<(LoopbackServer, Api)> {
+        let log = [("RUST_LOG", args.server_log.as_str())];
+        let server = LoopbackServer::start(self.dir, self.key, &log)?;
+        let api = Api::new(&server.url, self.key)?;
+        Ok((server, api))
     }
 }
 
@@ -782,7 +811,7 @@ impl ScaledRun {
             meets: per_event <= 50.0,
         });
         let day = &self.day_after;
-        let rate = day.run.events as f64 / day.run.elapsed.as_secs_f64();
+        let rate = day.run.events_per_s();
         rows.push(Row {
             measure: format!(
                 "HTTP ingest into {events} events: {} more (a day), {} clients",
@@ -811,6 +840,10 @@ impl ScaledRun {
     }
 
     fn json(&self, queries: &[(&'static str, String)]) -> Value {
+        let mut day_after = self.day_after.run.json();
+        day_after["events"] = json!(self.day_after.run.events);
+        day_after["base_events_per_s"] = json!(self.base_events_per_s);
+        day_after["peak_rss_bytes"] = json!(self.day_after.rss);
         json!({
             "copies": self.build.copies,
             "events": self.build.events,
@@ -819,19 +852,7 @@ impl ScaledRun {
             "disk": {"file_bytes": self.disk.file_bytes, "used_bytes": self.disk.used_bytes,
                      "used_bytes_per_event": self.disk.used_bytes as f64 / self.build.events as f64},
             "peak_rss_bytes_serving": self.rss,
-            "day_after": {
-                "events": self.day_after.run.events,
-                "tally_events_per_s": self.day_after.run.events as f64
-                    / self.day_after.run.elapsed.as_secs_f64(),
-                "tally_seconds": self.day_after.run.elapsed.as_secs_f64(),
-                "base_events_per_s": self.base_events_per_s,
-                "request_latency": self.day_after.run.request_latency,
-                "queries_served_meanwhile": self.day_after.run.queries_served,
-                "outcomes": self.day_after.run.outcomes,
-                "outcomes_per_s": self.day_after.run.outcomes as f64
-                    / self.day_after.run.outcomes_elapsed.as_secs_f64(),
-                "peak_rss_bytes": self.day_after.rss,
-            },
+            "day_after": day_after,
             "queries": queries.iter().zip(&self.answers).map(|((name, path), (s, _))| json!({
                 "name": name, "path": path, "served": s,
             })).collect::<Vec<_>>(),

@@ -153,22 +153,19 @@ pub(super) fn existing(
             path.display()
         );
     }
-    if built != Some(true) {
+    let (events, outcomes, elapsed) = if built == Some(true) {
+        (events as u64, outcomes as u64, None)
+    } else {
         eprintln!("bench: the scaled database's rollups and units are not built: building them");
         let started = Instant::now();
         let (events, outcomes) = rebuild(rt, dir)?;
-        return Ok(Scaled {
-            copies,
-            events,
-            outcomes,
-            elapsed: Some(started.elapsed()),
-        });
-    }
+        (events, outcomes, Some(started.elapsed()))
+    };
     Ok(Scaled {
         copies,
-        events: events as u64,
-        outcomes: outcomes as u64,
-        elapsed: None,
+        events,
+        outcomes,
+        elapsed,
     })
 }
 
