@@ -223,6 +223,9 @@ async fn outcomes_before_the_calls_and_outcomes_replaced_by_later_ones() {
                "rework_cost": rework.to_string(), "timestamp": "2025-04-02T12:00:00Z"}),
     )
     .await;
+    // Folded before the next one arrives, so that one is folded in a pass of its own.
+    let f = task_row(&srv, "group_by=feature", "feature", json!("final")).await;
+    assert_eq!(&f["successful"], &json!(1));
     // Stamped before the success, though it arrives after it: it does not win.
     post_outcome(
         &srv,

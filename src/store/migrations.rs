@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "task_rollup",
         include_str!("../../schemas/migrations/0010_task_rollup.sql"),
     ),
+    (
+        11,
+        "outcomes_pending_ts",
+        include_str!("../../schemas/migrations/0011_outcomes_pending_ts.sql"),
+    ),
 ];
 
 /// Brings the database up to the newest schema.

@@ -148,9 +148,9 @@ fn append(
     app.flush()?;
     drop(app);
     // The materialised tasks and runs carry their winning outcome.
-    let keys: Vec<(&str, &str)> = outcomes
+    let keys: Vec<(&str, &str, DateTime<Utc>)> = outcomes
         .iter()
-        .map(|o| (o.project.as_str(), o.task_id.as_str()))
+        .map(|o| (o.project.as_str(), o.task_id.as_str(), o.ts))
         .collect();
     crate::store::units::outcomes_changed(conn, &keys)
 }

@@ -176,7 +176,7 @@ pub(crate) enum Calls<'a> {
 }
 
 /// `CAST('<ts>' AS TIMESTAMPTZ)` as literal text: the writer's statements run as batches.
-fn ts_literal(ts: DateTime<Utc>) -> String {
+pub(crate) fn ts_literal(ts: DateTime<Utc>) -> String {
     format!("CAST('{}' AS TIMESTAMPTZ)", ts_string(ts))
 }
 
