@@ -150,7 +150,16 @@ async fn outcomes_take_every_body_form_reject_by_record_and_are_idempotent() {
     // Without an id, the same task, outcome and timestamp is the same report.
     let once = json!({"task_id": "t-5", "outcome": "success", "timestamp": "2026-11-01T10:00:00Z"});
     assert_eq!(outcomes(&srv, once.clone()).await["accepted"], 1);
-    assert_eq!(outcomes(&srv, once).await["duplicates"], 1);
+    assert_eq!(outcomes(&srv, once.clone()).await["duplicates"], 1);
+    // Next to a new report a month later, in one batch: still the same report.
+    let later =
+        json!({"task_id": "t-6", "outcome": "failure", "timestamp": "2026-11-30T10:00:00Z"});
+    let answer = outcomes(&srv, json!([later, once])).await;
+    assert_eq!(
+        (answer["accepted"].as_u64(), answer["duplicates"].as_u64()),
+        (Some(1), Some(1)),
+        "{answer}"
+    );
 
     // Rejected records are in the dead-letter table with their raw text.
     let dead = srv.get_ok("/api/v1/rejects?source_format=outcome").await;

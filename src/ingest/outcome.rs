@@ -69,6 +69,11 @@ pub struct OutcomeBatch {
 }
 
 /// Decodes and splits a whole body and reads each record.
+/// Starts the idempotency key derived for an outcome without an `id`: its task, outcome and
+/// timestamp. A stored copy of such an outcome has the same timestamp, so the store looks for
+/// it only among the outcomes of the batch's time span; explicit ids may not start with it.
+pub const DERIVED_KEY_PREFIX: &str = "derived\u{1f}";
+
 pub fn parse_body(
     bytes: &[u8],
     kind: BodyKind,
@@ -125,12 +130,20 @@ pub fn parse_record(text: &str, ctx: &Context<'_>) -> Result<OutcomeRecord, Fiel
         .transpose()?;
     let ts = explicit_ts.unwrap_or(ctx.now);
     let idem_key = match fields::opt_str("id", wire.id, lim)? {
+        // The prefix marks keys that name their outcome's own time, which the store relies on.
+        Some(id) if id.starts_with(DERIVED_KEY_PREFIX) => {
+            return Err(FieldError::new(
+                "id",
+                "must not start with \"derived\" and the U+001F separator: Tally reserves it \
+                 for the ids it derives",
+            ));
+        }
         Some(id) => Some(id),
         // Without an id, the same task, outcome and stated time is the same report; a record
         // without a timestamp has nothing stable to derive a key from.
         None => explicit_ts.map(|t| {
             format!(
-                "derived\u{1f}{task_id}\u{1f}{outcome}\u{1f}{}",
+                "{DERIVED_KEY_PREFIX}{task_id}\u{1f}{outcome}\u{1f}{}",
                 t.timestamp_micros()
             )
         }),
@@ -281,6 +294,12 @@ mod tests {
             parse(r#"{"task_id":"t","outcome":"failure","timestamp":"2026-11-21T11:00:00+01:00"}"#)
                 .unwrap();
         assert!(a.idem_key.is_some());
+        let taken = parse(r#"{"id":"derived\u001ft","task_id":"t","outcome":"failure"}"#);
+        assert_eq!(
+            taken.unwrap_err().field,
+            "id",
+            "the derived keys' prefix is reserved"
+        );
         assert_eq!(
             a.idem_key, b.idem_key,
             "the same instant is the same report"
