@@ -68,12 +68,12 @@ pub struct OutcomeBatch {
     pub rejects: Vec<Reject>,
 }
 
-/// Decodes and splits a whole body and reads each record.
 /// Starts the idempotency key derived for an outcome without an `id`: its task, outcome and
 /// timestamp. A stored copy of such an outcome has the same timestamp, so the store looks for
 /// it only among the outcomes of the batch's time span; explicit ids may not start with it.
 pub const DERIVED_KEY_PREFIX: &str = "derived\u{1f}";
 
+/// Decodes and splits a whole body and reads each record.
 pub fn parse_body(
     bytes: &[u8],
     kind: BodyKind,
@@ -294,15 +294,15 @@ mod tests {
             parse(r#"{"task_id":"t","outcome":"failure","timestamp":"2026-11-21T11:00:00+01:00"}"#)
                 .unwrap();
         assert!(a.idem_key.is_some());
+        assert_eq!(
+            a.idem_key, b.idem_key,
+            "the same instant is the same report"
+        );
         let taken = parse(r#"{"id":"derived\u001ft","task_id":"t","outcome":"failure"}"#);
         assert_eq!(
             taken.unwrap_err().field,
             "id",
             "the derived keys' prefix is reserved"
-        );
-        assert_eq!(
-            a.idem_key, b.idem_key,
-            "the same instant is the same report"
         );
     }
 
