@@ -159,6 +159,10 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         Auth::new(config.admin_key.as_deref(), keys.clone(), sessions)
             .with_metrics_token(config.metrics_token.as_deref()),
     );
+    let admission = Arc::new(web::admission::Admission::new(
+        config.ingest.max_concurrent_requests,
+        Duration::from_millis(config.ingest.max_wait_ms),
+    ));
     let state = AppState {
         config: Arc::new(config),
         store: store.clone(),
@@ -166,6 +170,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         keys: keys.clone(),
         budgets: engine.clone(),
         auth,
+        admission,
     };
     spawn_checkpointer(store.clone());
     let dispatcher = Dispatcher::spawn(store.clone(), engine.clone())?;

@@ -79,6 +79,11 @@ pub struct IngestConfig {
     pub max_records: usize,
     /// Largest `metadata` object of one record, as JSON text, in bytes.
     pub max_metadata_bytes: usize,
+    /// Most write requests (`/v1/ingest`, `/v1/outcomes`, `/v1/traces`, `/v1/billing`) read,
+    /// parsed and waiting for their commit at once; the rest wait before their body is read.
+    pub max_concurrent_requests: usize,
+    /// How long a write request waits for one of those slots before it gets 503.
+    pub max_wait_ms: u64,
 }
 
 impl Default for IngestConfig {
@@ -88,6 +93,10 @@ impl Default for IngestConfig {
             max_decompressed_bytes: 256 * 1024 * 1024,
             max_records: 500_000,
             max_metadata_bytes: 16 * 1024,
+            // Two bodies parsed on two cores while two more wait for the writer keeps its
+            // group commits full; more only adds memory (docs/benchmarks.md measures it).
+            max_concurrent_requests: 4,
+            max_wait_ms: 30_000,
         }
     }
 }
@@ -231,6 +240,9 @@ impl Config {
         }
         if self.ingest.max_records == 0 {
             bail!("ingest.max_records must be positive");
+        }
+        if self.ingest.max_concurrent_requests == 0 {
+            bail!("ingest.max_concurrent_requests must be at least 1");
         }
         if self.storage.queue_capacity == 0 || self.storage.max_commit_rows == 0 {
             bail!("storage.queue_capacity and storage.max_commit_rows must be positive");

@@ -49,7 +49,17 @@ const SERIES: &[(&str, Kind, &str)] = &[
     (
         "tally_ingest_backpressure_total",
         Kind::Counter,
-        "Ingest requests answered 503 because the writer queue stayed full.",
+        "Write requests answered 503, by reason: the writer queue stayed full (queue_full), or no slot of ingest.max_concurrent_requests came free in ingest.max_wait_ms (busy).",
+    ),
+    (
+        "tally_ingest_requests_in_flight",
+        Kind::Gauge,
+        "Write requests holding one of the ingest.max_concurrent_requests slots (reading, parsing or waiting for their commit).",
+    ),
+    (
+        "tally_ingest_requests_waiting",
+        Kind::Gauge,
+        "Write requests waiting for a slot, their bodies not yet read.",
     ),
     (
         "tally_writer_queue_depth",

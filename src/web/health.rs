@@ -46,6 +46,16 @@ pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Resp
         vec![],
         state.store.writer().queue_depth() as u64,
     )];
+    gauges.push((
+        "tally_ingest_requests_in_flight",
+        vec![],
+        state.admission.in_use() as u64,
+    ));
+    gauges.push((
+        "tally_ingest_requests_waiting",
+        vec![],
+        state.admission.waiting() as u64,
+    ));
     // Every state is printed, at zero too, so an alert rule on `failed` has a series to watch.
     let deliveries = state
         .store

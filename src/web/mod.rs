@@ -3,6 +3,7 @@
 //! Handlers stay thin: extract, parse into domain types, call one function of `ingest`,
 //! `analytics` or the store, and map the result to JSON or a page. No SQL lives here.
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod charts;
@@ -42,6 +43,8 @@ pub struct AppState {
     /// Budget definitions, their in-memory numbers and the alert dispatcher's wake-up.
     pub budgets: Arc<Engine>,
     pub auth: Arc<auth::Auth>,
+    /// The slots of the write endpoints (`ingest.max_concurrent_requests`).
+    pub admission: Arc<admission::Admission>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -55,6 +58,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/outcomes", post(api::outcomes::outcomes))
         .route("/v1/traces", post(api::traces::traces))
         .route("/v1/billing", post(api::billing::import))
+        // Inside the role check (a later route_layer runs first), so only requests with a
+        // valid key take a slot.
+        .route_layer(middleware::from_fn_with_state(
+            state.admission.clone(),
+            admission::admit,
+        ))
         .route_layer(middleware::from_fn_with_state(Role::Ingest, auth::require));
     // Gateways hold ingest keys, dashboards read keys: both may ask before a call.
     const INGEST_OR_READ: &[Role] = &[Role::Ingest, Role::Read];

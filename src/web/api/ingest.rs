@@ -62,9 +62,11 @@ pub fn count_outcome(outcome: &Result<crate::store::WriteOutcome, crate::store::
                 o.duplicates as u64,
             );
         }
-        Err(crate::store::WriteError::QueueFull) => {
-            metrics::add("tally_ingest_backpressure_total", &[], 1)
-        }
+        Err(crate::store::WriteError::QueueFull) => metrics::add(
+            "tally_ingest_backpressure_total",
+            &[("reason", "queue_full")],
+            1,
+        ),
         Err(_) => {}
     }
 }
