@@ -87,7 +87,9 @@ pub fn scan_where(
     where_clause(&mut sql, range, filters);
     sql.push(" AND (").push(condition).push(")");
     let mut stmt = conn.prepare(&sql.text)?;
-    let mut rows = stmt.query(duckdb::params_from_iter(sql.params.iter()))?;
+    // Streamed: `query` would hold every matching event in memory before the first row.
+    let mut rows =
+        crate::store::stream_rows(&mut stmt, duckdb::params_from_iter(sql.params.iter()))?;
     let mut n = 0u64;
     while let Some(r) = rows.next()? {
         let count = |i: usize| -> Result<u64, StoreError> {
