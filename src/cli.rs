@@ -118,7 +118,9 @@ pub struct BenchArgs {
     /// Also measure the overview queries (and disk per event) at this many events: the
     /// ingested traffic replicated in SQL, identifiers renamed per copy, rollups and units
     /// rebuilt, then served by a normal server. How the 100M query row is measured without
-    /// two hours of HTTP ingest: `--events 10000000 --scale-to 100000000`.
+    /// two hours of HTTP ingest: `--events 10000000 --scale-to 100000000`. At 100M it needs
+    /// about 60 GB free in --work-dir: the scaled database (11–19 GB) and DuckDB's spill while
+    /// rebuilding (a run with 43 GB free at its start ran out of disk there).
     #[arg(long)]
     pub scale_to: Option<u64>,
     /// Measure only at the scaled size, on the database an earlier `--scale-to` run

@@ -129,13 +129,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if scratch && !args.keep {
         let _ = std::fs::remove_dir_all(&work);
     }
-    let report = result?;
-    if let Some(path) = &args.json_out {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("bench: results written to {}", path.display());
-    }
-    Ok(())
+    write_report(&args, &result?)
 }
 
 fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
@@ -305,27 +299,6 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
     ))?;
     let served_rss = server.peak_rss_bytes();
     server.stop()?;
-    let scaled = match args.scale_to {
-        Some(target) => {
-            let copies = scale::copies_for(ingest.events, target);
-            eprintln!("bench: --scale-to: replicating the ingested traffic ×{copies}");
-            let build = scale::build(&rt, &scaled_dir, copies)?;
-            let base = Base {
-                served: &served,
-                events_per_s: ingest.events_per_s(),
-            };
-            let at = AtScale {
-                rt: &rt,
-                work,
-                dir: &scaled_dir,
-                key: &key,
-                end,
-            };
-            Some(at.measure(args, build, &queries, Some(base))?)
-        }
-        None => None,
-    };
-
     let (raw, raw_rss) = match raw {
         Some((raw, rss)) => (Some(raw), rss),
         None => (None, None),
@@ -342,16 +315,12 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
         [&floor, &check],
         [ingest_rss, raw_rss, served_rss],
     );
-    if let Some(scaled) = &scaled {
-        rows.extend(scaled.rows(args, &queries));
-    }
-    print_table(&rows);
     let raw_latency = |i: usize| raw.as_ref().map(|r| &r[i].0);
     let mut ingest_json = ingest.json();
     ingest_json["duckdb_read_json_rows_per_s"] = json!(loader_rate);
     ingest_json["duckdb_read_json_seconds"] =
         json!(loader.as_ref().map(|l| l.elapsed.as_secs_f64()));
-    Ok(json!({
+    let mut report = json!({
         "machine": machine(),
         "args": args_json(args, end),
         "events": ingest.events,
@@ -367,9 +336,45 @@ fn measure(args: &BenchArgs, work: &Path) -> anyhow::Result<Value> {
         "webhook": webhooks,
         "budget_check": check,
         "budget_check_floor_healthz": floor,
-        "scaled": scaled.as_ref().map(|s| s.json(&queries)),
+        "scaled": null,
         "rows": rows,
-    }))
+    });
+    if let Some(target) = args.scale_to {
+        // Printed and written before the scale-up, which takes an hour and most of a disk: a
+        // scale-up that fails (a full disk) no longer takes the base size's results with it.
+        print_table(&rows);
+        write_report(args, &report)?;
+        let copies = scale::copies_for(ingest.events, target);
+        eprintln!("bench: --scale-to: replicating the ingested traffic ×{copies}");
+        let build = scale::build(&rt, &scaled_dir, copies)?;
+        let base = Base {
+            served: &served,
+            events_per_s: ingest.events_per_s(),
+        };
+        let at = AtScale {
+            rt: &rt,
+            work,
+            dir: &scaled_dir,
+            key: &key,
+            end,
+        };
+        let scaled = at.measure(args, build, &queries, Some(base))?;
+        rows.extend(scaled.rows(args, &queries));
+        report["scaled"] = scaled.json(&queries);
+        report["rows"] = json!(rows);
+    }
+    print_table(&rows);
+    Ok(report)
+}
+
+/// Writes the report to `--json-out`, when given.
+fn write_report(args: &BenchArgs, report: &Value) -> anyhow::Result<()> {
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_vec_pretty(report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("bench: results written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// The run's parameters, for the JSON report.
