@@ -18,7 +18,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::web::Error;
 
@@ -40,6 +40,19 @@ impl Admission {
             wait,
             waiting: AtomicUsize::new(0),
         }
+    }
+
+    /// A slot, at once or within the wait; `None` when none came free in time.
+    async fn acquire(&self) -> Option<SemaphorePermit<'_>> {
+        if let Ok(slot) = self.slots.try_acquire() {
+            return Some(slot);
+        }
+        let _waiting = Waiting::new(&self.waiting);
+        // The semaphore is never closed; a timeout is the only way to `None`.
+        tokio::time::timeout(self.wait, self.slots.acquire())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Requests holding a slot now, for `/metrics`.
@@ -72,38 +85,20 @@ impl Drop for Waiting<'_> {
 
 /// The middleware: holds a slot from before the handler reads the body until its answer.
 pub async fn admit(State(admission): State<Arc<Admission>>, req: Request, next: Next) -> Response {
-    let slot = match admission.slots.try_acquire() {
-        Ok(slot) => slot,
-        Err(_) => {
-            let waiting = Waiting::new(&admission.waiting);
-            let slot = tokio::time::timeout(admission.wait, admission.slots.acquire()).await;
-            drop(waiting);
-            match slot {
-                Ok(Ok(slot)) => slot,
-                // The semaphore is never closed; a timeout is the only way here.
-                _ => {
-                    crate::metrics::add(
-                        "tally_ingest_backpressure_total",
-                        &[("reason", "busy")],
-                        1,
-                    );
-                    return Error::Unavailable {
-                        message: format!(
-                            "{} write requests are being processed (ingest.max_concurrent_requests) \
-                             and none finished within {} ms; retry",
-                            admission.max,
-                            admission.wait.as_millis()
-                        ),
-                        retry_after_secs: 1,
-                    }
-                    .into_response();
-                }
-            }
+    let Some(_slot) = admission.acquire().await else {
+        crate::metrics::add("tally_ingest_backpressure_total", &[("reason", "busy")], 1);
+        return Error::Unavailable {
+            message: format!(
+                "{} write requests are being processed (ingest.max_concurrent_requests) \
+                 and none finished within {} ms; retry",
+                admission.max,
+                admission.wait.as_millis()
+            ),
+            retry_after_secs: 1,
         }
+        .into_response();
     };
-    let response = next.run(req).await;
-    drop(slot);
-    response
+    next.run(req).await
 }
 
 #[cfg(test)]
@@ -119,8 +114,7 @@ mod tests {
         // A waiter whose future is dropped (the client went away) stops counting.
         let a2 = a.clone();
         let waiter = tokio::spawn(async move {
-            let _w = Waiting::new(&a2.waiting);
-            let _ = a2.slots.acquire().await;
+            let _ = a2.acquire().await;
         });
         while a.waiting() == 0 {
             tokio::task::yield_now().await;
