@@ -67,19 +67,18 @@ fn cmp_opt<T: Ord>(a: &Option<T>, b: &Option<T>, descending: bool) -> Ordering {
     }
 }
 
-/// Sorts grouped rows whose measures are computed in Rust: the requested `order` (a group key,
-/// `bucket` or a measure), then bucket (earliest first), then the `main` measure (largest
-/// first), then the keys — the order the costs API uses.
-pub(crate) fn sort_groups<R>(
-    rows: &mut [R],
-    c: &params::Common,
-    keys: impl Fn(&R) -> &[Option<String>],
-    bucket: impl Fn(&R) -> Option<DateTime<Utc>>,
-    measure: impl Fn(&R, &str) -> Option<Decimal>,
-    main: &str,
-) {
-    let key_index = |name: &str| c.group_by.iter().position(|d| d.name() == name);
-    rows.sort_by(|a, b| {
+/// The order of grouped rows whose measures are computed in Rust: the requested `order` (a
+/// group key, `bucket` or a measure), then bucket (earliest first), then the `main` measure
+/// (largest first), then the keys — the order the costs API uses.
+pub(crate) fn group_order<'a, R>(
+    c: &'a params::Common,
+    keys: impl Fn(&R) -> &[Option<String>] + 'a,
+    bucket: impl Fn(&R) -> Option<DateTime<Utc>> + 'a,
+    measure: impl Fn(&R, &str) -> Option<Decimal> + 'a,
+    main: &'a str,
+) -> impl Fn(&R, &R) -> Ordering + 'a {
+    move |a, b| {
+        let key_index = |name: &str| c.group_by.iter().position(|d| d.name() == name);
         let mut ord = Ordering::Equal;
         if let Some(o) = &c.order {
             ord = if o.key == "bucket" {
@@ -100,7 +99,58 @@ pub(crate) fn sort_groups<R>(
                     .find(|o| *o != Ordering::Equal)
                     .unwrap_or(Ordering::Equal)
             })
-    });
+    }
+}
+
+/// Sorts grouped rows in [`group_order`].
+pub(crate) fn sort_groups<R>(
+    rows: &mut [R],
+    c: &params::Common,
+    keys: impl Fn(&R) -> &[Option<String>],
+    bucket: impl Fn(&R) -> Option<DateTime<Utc>>,
+    measure: impl Fn(&R, &str) -> Option<Decimal>,
+    main: &str,
+) {
+    rows.sort_by(group_order(c, keys, bucket, measure, main));
+}
+
+/// The first `limit` of a stream of rows in `order`, holding at most about twice that many at
+/// once however many are offered — what bounds an answer's memory by its `limit` rather than by
+/// its number of groups.
+pub(crate) struct TopN<R, F> {
+    rows: Vec<R>,
+    limit: usize,
+    offered: usize,
+    order: F,
+}
+
+impl<R, F: Fn(&R, &R) -> Ordering> TopN<R, F> {
+    pub(crate) fn new(limit: usize, order: F) -> Self {
+        TopN {
+            rows: Vec::new(),
+            limit: limit.max(1),
+            offered: 0,
+            order,
+        }
+    }
+
+    pub(crate) fn push(&mut self, row: R) {
+        self.offered += 1;
+        self.rows.push(row);
+        // Dropping the rows past the first `limit` once there are twice as many keeps the
+        // work linear in the rows offered (a selection, not a sort, per `limit` rows).
+        if self.rows.len() >= 2 * self.limit {
+            self.rows.select_nth_unstable_by(self.limit, &self.order);
+            self.rows.truncate(self.limit);
+        }
+    }
+
+    /// The first `limit` rows in order, and whether more were offered.
+    pub(crate) fn finish(mut self) -> (Vec<R>, bool) {
+        self.rows.sort_by(&self.order);
+        self.rows.truncate(self.limit);
+        (self.rows, self.offered > self.limit)
+    }
 }
 
 /// An answer's rows as a table: what `format=csv|parquet` serialises, and what the JSON
@@ -270,6 +320,40 @@ impl<'de> Deserialize<'de> for Timeout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whatever the limit and the order rows come in, the top rows kept while streaming are
+    /// the first rows of the whole sorted list, and `truncated` says whether any were left.
+    #[test]
+    fn top_n_keeps_what_sorting_everything_would() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // (key, value) with repeated values, so the key decides ties.
+        let rows: Vec<(u64, u64)> = (0..1000).map(|i| (i, next() % 37)).collect();
+        let order = |a: &(u64, u64), b: &(u64, u64)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+        let mut sorted = rows.clone();
+        sorted.sort_by(order);
+        for limit in [1, 2, 7, 499, 500, 501, 999, 1000, 1001, 5000] {
+            let mut shuffled = rows.clone();
+            for i in (1..shuffled.len()).rev() {
+                shuffled.swap(i, (next() % (i as u64 + 1)) as usize);
+            }
+            let mut top = TopN::new(limit, order);
+            for r in shuffled {
+                top.push(r);
+            }
+            let (kept, truncated) = top.finish();
+            let want = &sorted[..limit.min(sorted.len())];
+            assert_eq!(kept, want, "limit {limit}");
+            assert_eq!(truncated, limit < rows.len(), "limit {limit}");
+        }
+        let (kept, truncated) = TopN::new(3, order).finish();
+        assert!(kept.is_empty() && !truncated);
+    }
 
     #[test]
     fn quotients_round_once_half_even() {

@@ -286,49 +286,46 @@ pub async fn query_from(
     }
     let cutoff = q.now - q.open_timeout;
     let q2 = q.clone();
-    let (rows, total) = store
+    let (rows, truncated, total) = store
         .read(move |conn| {
-            let total = queries::tasks::total(conn, &q2.common, cutoff, source)?;
-            let rows = if q2.common.interval != Interval::None && buckets.is_empty() {
-                Vec::new()
-            } else if q2.common.group_by.is_empty() && q2.common.interval == Interval::None {
+            let c = &q2.common;
+            let total = queries::tasks::total(conn, c, cutoff, source)?;
+            let mut top = super::TopN::new(
+                c.limit,
+                super::group_order(
+                    c,
+                    |r: &TaskRow| &r.keys,
+                    |r| r.bucket,
+                    |r, m| r.measures.sort_value(m),
+                    "cost",
+                ),
+            );
+            if c.interval != Interval::None && buckets.is_empty() {
+                // No data and no range: nothing to bucket.
+            } else if c.group_by.is_empty() && c.interval == Interval::None {
                 // The one group of an ungrouped question is the total: aggregating every
-                // task a second time would double the cost of the commonest question.
-                let group = queries::tasks::TaskGroupRow {
-                    keys: Vec::new(),
-                    bucket: None,
-                    measures: total.clone(),
-                };
-                // As `grouped` answers: no group when there is no task.
+                // task a second time would double the cost of the commonest question. As
+                // `grouped` answers: no group when there is no task.
                 if total.tasks > 0 {
-                    vec![group]
-                } else {
-                    Vec::new()
+                    top.push(TaskRow {
+                        keys: Vec::new(),
+                        bucket: None,
+                        measures: total.clone(),
+                    });
                 }
             } else {
-                queries::tasks::grouped(conn, &q2.common, &buckets, cutoff, source)?
-            };
-            Ok((rows, total))
+                queries::tasks::grouped(conn, c, &buckets, cutoff, source, |g| {
+                    top.push(TaskRow {
+                        keys: g.keys,
+                        bucket: g.bucket,
+                        measures: g.measures,
+                    })
+                })?;
+            }
+            let (rows, truncated) = top.finish();
+            Ok((rows, truncated, total))
         })
         .await?;
-    let mut rows: Vec<TaskRow> = rows
-        .into_iter()
-        .map(|r| TaskRow {
-            keys: r.keys,
-            bucket: r.bucket,
-            measures: r.measures,
-        })
-        .collect();
-    super::sort_groups(
-        &mut rows,
-        c,
-        |r| &r.keys,
-        |r| r.bucket,
-        |r, m| r.measures.sort_value(m),
-        "cost",
-    );
-    let truncated = rows.len() > c.limit;
-    rows.truncate(c.limit);
     Ok(TaskAnswer {
         from,
         to,

@@ -453,25 +453,32 @@ pub struct TaskGroupRow {
     pub measures: TaskMeasures,
 }
 
-/// Every group (and bucket) of tasks; ordering and limits are the caller's, because the
-/// per-task quotients they may sort by are computed in Rust.
+/// Every group (and bucket) of tasks, each handed to `each` once; ordering and limits are the
+/// caller's, because the per-task quotients they may sort by are computed in Rust. The groups
+/// arrive one at a time, so a caller that keeps only its top rows holds only those, however
+/// many groups there are (`group_by=task_id` over a month is one per task).
 pub fn grouped(
     conn: &Connection,
     c: &Common,
     buckets: &[DateTime<Utc>],
     open_cutoff: DateTime<Utc>,
     source: Source,
-) -> Result<Vec<TaskGroupRow>, StoreError> {
-    partial_sums(conn, c, buckets, open_cutoff, source)?
-        .into_iter()
-        .map(|((keys, bucket), sums)| {
-            Ok(TaskGroupRow {
+    mut each: impl FnMut(TaskGroupRow),
+) -> Result<(), StoreError> {
+    for_each_group(
+        conn,
+        c,
+        buckets,
+        open_cutoff,
+        source,
+        |keys, bucket, sums| {
+            each(TaskGroupRow {
                 keys,
                 bucket: bucket.map(from_micros),
                 measures: sums.finish(),
             })
-        })
-        .collect()
+        },
+    )
 }
 
 /// Totals over every task in scope, each task once (tags not unnested): the one group of the
@@ -484,50 +491,81 @@ pub fn total(
 ) -> Result<TaskMeasures, StoreError> {
     let mut ungrouped = c.clone();
     ungrouped.group_by.clear();
-    let mut groups = partial_sums(conn, &ungrouped, &[], open_cutoff, source)?;
-    Ok(groups
-        .remove(&(Vec::new(), None))
-        .unwrap_or_default()
-        .finish())
+    let mut total = PartialSums::default();
+    for_each_group(conn, &ungrouped, &[], open_cutoff, source, |_, _, sums| {
+        total = sums
+    })?;
+    Ok(total.finish())
 }
 
-/// Partial sums keyed by group keys and bucket (µs).
-type Groups = BTreeMap<(Vec<Option<String>>, Option<i64>), PartialSums>;
+/// A group's keys and bucket (µs), as [`read_group`] reads them.
+type Group = (Vec<Option<String>>, Option<i64>);
 
-/// Partial sums per group and bucket, from the task units — and from the hourly task rollup
-/// for the whole hours it can answer. Every (group, bucket) the SQL saw has at least one task:
-/// no empty groups come out (the rollup leaves out keys whose partial rows cancel out).
-fn partial_sums(
+/// Hands `each` the partial sums of every group (and bucket), from the task units — and from
+/// the hourly task rollup for the whole hours it can answer. Every (group, bucket) the SQL saw
+/// has at least one task: no empty groups come out (the rollup leaves out keys whose partial
+/// rows cancel out).
+///
+/// A group's partial rows (one per state and call count, from each part of the question) are
+/// added up in Rust, so they must arrive together: the parts are one `UNION ALL` ordered by the
+/// group keys and bucket, streamed. DuckDB sorts within its memory limit (spilling past it),
+/// and Rust holds one group at a time; collecting every group in a map first took memory
+/// outside any limit in proportion to the groups.
+fn for_each_group(
     conn: &Connection,
     c: &Common,
     buckets: &[DateTime<Utc>],
     open_cutoff: DateTime<Utc>,
     source: Source,
-) -> Result<Groups, StoreError> {
+    mut each: impl FnMut(Vec<Option<String>>, Option<i64>, PartialSums),
+) -> Result<(), StoreError> {
     let plan = rollup_plan(c, buckets, open_cutoff, source);
-    let mut queries: Vec<Sql> = unit_parts(c, plan.as_ref())
+    let mut parts: Vec<Sql> = unit_parts(c, plan.as_ref())
         .into_iter()
         .map(|(part, cut_hour)| grouped_units_sql(&part, buckets, open_cutoff, source, cut_hour))
         .collect();
     if let Some(plan) = &plan {
         let mut rolled = Sql::default();
         plan.push_sums(&mut rolled, &c.group_by, &c.filters);
-        queries.push(rolled);
+        parts.push(rolled);
     }
-    let mut groups = Groups::new();
     let keys = c.group_by.len();
-    for sql in queries {
-        let mut stmt = conn.prepare(&sql.text)?;
-        let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
-            let (group, bucket) = read_group(r, keys)?;
-            Ok((group, bucket, read_partial(r, keys + 1)?))
-        })?;
-        for row in rows {
-            let (keys, bucket, partial) = row?;
-            groups.entry((keys, bucket)).or_default().add(partial)?;
+    let mut sql = Sql::default();
+    sql.push("SELECT * FROM (");
+    for (i, part) in parts.into_iter().enumerate() {
+        if i > 0 {
+            sql.push(" UNION ALL ");
+        }
+        sql.push("(").push(&part.text).push(")");
+        sql.params.extend(part.params);
+    }
+    // Positions: the group keys, then the bucket.
+    let order: Vec<String> = (1..=keys + 1).map(|i| i.to_string()).collect();
+    sql.push(") ORDER BY ").push(&order.join(", "));
+
+    let mut stmt = conn.prepare(&sql.text)?;
+    let mut rows =
+        crate::store::stream_rows(&mut stmt, duckdb::params_from_iter(sql.params.iter()))?;
+    let mut current: Option<(Group, PartialSums)> = None;
+    while let Some(r) = rows.next()? {
+        let group = read_group(r, keys)?;
+        let partial = read_partial(r, keys + 1)?;
+        match &mut current {
+            Some((g, sums)) if *g == group => sums.add(partial)?,
+            _ => {
+                if let Some(((k, b), sums)) = current.take() {
+                    each(k, b, sums);
+                }
+                let mut sums = PartialSums::default();
+                sums.add(partial)?;
+                current = Some((group, sums));
+            }
         }
     }
-    Ok(groups)
+    if let Some(((k, b), sums)) = current {
+        each(k, b, sums);
+    }
+    Ok(())
 }
 
 /// The partial sums per group (and bucket) over the task units of `c`; with `cut_hour`, only
