@@ -154,7 +154,8 @@ pub struct ImportArgs {
     #[arg(long)]
     pub project: Option<String>,
     /// Send the file to a running server instead of opening the data directory, which only one
-    /// process can hold.
+    /// process can hold. While the server answers that it is busy (503, 429) the file is sent
+    /// again after its Retry-After, up to 10 attempts: an import is idempotent.
     #[arg(long)]
     pub url: Option<String>,
     /// Key for --url: an ingest or admin key [env: TALLY_API_KEY, else TALLY_ADMIN_KEY].

@@ -494,6 +494,20 @@ fn import_on_store(
     result
 }
 
+/// How many times `import --url` sends its file while the server answers that it is busy.
+const IMPORT_ATTEMPTS: u32 = 10;
+
+/// How long to wait before sending again: the server's `Retry-After` seconds (1 s when it gives
+/// none or an HTTP date), at most a minute.
+fn retry_wait(headers: &reqwest::header::HeaderMap) -> std::time::Duration {
+    let seconds = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    std::time::Duration::from_secs(seconds.clamp(1, 60))
+}
+
 async fn import_over_http(
     url: &str,
     args: &ImportArgs,
@@ -532,25 +546,57 @@ async fn import_over_http(
     };
     let spinner = progress_bar(body.len() as u64, "uploading");
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
-    let mut request = reqwest::Client::new()
-        .post(format!("{base}/v1/billing?{query}"))
-        .bearer_auth(key)
-        .header("content-type", content_type)
-        .body(body);
-    if let Some(e) = encoding {
-        request = request.header("content-encoding", e);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {base}"));
+    // `Bytes` so that a retry sends the same buffer again without copying it.
+    let body = axum::body::Bytes::from(body);
+    let client = reqwest::Client::new();
+    let mut attempt = 1;
+    let (status, answer) = loop {
+        let mut request = client
+            .post(format!("{base}/v1/billing?{query}"))
+            .bearer_auth(&key)
+            .header("content-type", content_type)
+            .body(body.clone());
+        if let Some(e) = encoding {
+            request = request.header("content-encoding", e);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {base}"));
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                spinner.finish_and_clear();
+                return Err(e);
+            }
+        };
+        let status = response.status();
+        let wait = retry_wait(response.headers());
+        let answer: Result<serde_json::Value, _> = response.json().await;
+        // A busy server (every write slot taken, or its writer queue full) answers 503 and
+        // says when to come back; an import is idempotent, so sending it again is safe.
+        let busy = status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+        if busy && attempt < IMPORT_ATTEMPTS {
+            let message = answer
+                .as_ref()
+                .ok()
+                .and_then(|a| a["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "the server is busy".into());
+            spinner.suspend(|| {
+                eprintln!(
+                    "{status}: {message}\n  attempt {attempt} of {IMPORT_ATTEMPTS}; retrying in {} s",
+                    wait.as_secs()
+                )
+            });
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+            continue;
+        }
+        break (status, answer.context("the server's answer is not JSON"));
+    };
     spinner.finish_and_clear();
-    let response = response?;
-    let status = response.status();
-    let answer: serde_json::Value = response
-        .json()
-        .await
-        .context("the server's answer is not JSON")?;
+    let answer = answer?;
     if !status.is_success() {
         bail!(
             "{status}: {}",

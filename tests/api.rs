@@ -501,17 +501,8 @@ async fn a_full_write_queue_answers_503_with_retry_after_and_loses_no_acknowledg
 }
 
 /// One sample of `/metrics` (0 when the series has none yet).
-async fn metric(srv: &common::TestServer, series: &str) -> f64 {
-    srv.get_text("/metrics")
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn write_requests_past_the_slots_wait_unread_and_get_503_after_the_wait() {
-    use tokio::io::AsyncWriteExt;
     let srv = start_with(|c| {
         c.ingest.max_concurrent_requests = 1;
         c.ingest.max_wait_ms = 3000;
@@ -520,35 +511,15 @@ async fn write_requests_past_the_slots_wait_unread_and_get_503_after_the_wait() 
     const IN_FLIGHT: &str = "tally_ingest_requests_in_flight";
     const WAITING: &str = "tally_ingest_requests_waiting";
     const BUSY: &str = "tally_ingest_backpressure_total{reason=\"busy\"}";
-    let until = |series: &'static str, want: f64| {
-        let srv = &srv;
-        async move {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            while metric(srv, series).await != want {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{series} never became {want}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        }
-    };
     // A client that sent its headers and half its body holds the only slot.
-    let held = ndjson(&[json!({"id": "held", "model": "gpt-4o", "cost": "1.25"})]);
-    let addr = srv.url.trim_start_matches("http://").to_string();
-    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = format!(
-        "POST /v1/ingest HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-ndjson\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n",
-        held.len()
-    );
-    let (first, rest) = held.split_at(held.len() / 2);
-    slow.write_all(head.as_bytes()).await.unwrap();
-    slow.write_all(first).await.unwrap();
-    until(IN_FLIGHT, 1.0).await;
+    let held = srv
+        .hold_write_slot(&ndjson(&[
+            json!({"id": "held", "model": "gpt-4o", "cost": "1.25"}),
+        ]))
+        .await;
 
     // The next one waits its 3 s for the slot and is told to come back.
-    let busy_before = metric(&srv, BUSY).await;
+    let busy_before = srv.metric(BUSY).await;
     let (status, body) = srv
         .ingest_json(&json!([{"id": "refused", "model": "gpt-4o", "cost": "2"}]))
         .await;
@@ -561,7 +532,7 @@ async fn write_requests_past_the_slots_wait_unread_and_get_503_after_the_wait() 
             .contains("ingest.max_concurrent_requests"),
         "{body}"
     );
-    assert_eq!(metric(&srv, BUSY).await - busy_before, 1.0);
+    assert_eq!(srv.metric(BUSY).await - busy_before, 1.0);
 
     // One that is still waiting when the slot comes free is served.
     let waiter = {
@@ -577,17 +548,9 @@ async fn write_requests_past_the_slots_wait_unread_and_get_503_after_the_wait() 
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         })
     };
-    until(WAITING, 1.0).await;
-    assert_eq!(
-        metric(&srv, IN_FLIGHT).await,
-        1.0,
-        "the waiter holds no slot"
-    );
-    slow.write_all(rest).await.unwrap();
-    let mut answer = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut slow, &mut answer)
-        .await
-        .unwrap();
+    srv.metric_until(WAITING, 1.0).await;
+    assert_eq!(srv.metric(IN_FLIGHT).await, 1.0, "the waiter holds no slot");
+    let answer = held.finish().await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let (status, body) = waiter.await.unwrap();
     assert_eq!(
@@ -595,8 +558,8 @@ async fn write_requests_past_the_slots_wait_unread_and_get_503_after_the_wait() 
         (200, Some(1)),
         "{body}"
     );
-    until(IN_FLIGHT, 0.0).await;
-    assert_eq!(metric(&srv, WAITING).await, 0.0);
+    srv.metric_until(IN_FLIGHT, 0.0).await;
+    assert_eq!(srv.metric(WAITING).await, 0.0);
 
     // The two that got a slot landed; the refused one did not.
     let total = srv.get_ok("/api/v1/costs").await["total"].clone();

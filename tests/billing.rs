@@ -1365,3 +1365,66 @@ async fn tally_import_on_the_data_directory_and_through_a_server() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
     srv.stop().await;
 }
+
+/// `tally import --url` sends its file again while the server answers 503 (every write slot
+/// taken), waiting as `Retry-After` says, and lands it once a slot is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tally_import_through_a_busy_server_retries_until_a_slot_is_free() {
+    const BUSY: &str = "tally_ingest_backpressure_total{reason=\"busy\"}";
+    let srv = start_with(|c| {
+        c.admin_key = Some(ADMIN.into());
+        c.ingest.max_concurrent_requests = 1;
+        c.ingest.max_wait_ms = 200;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let file = std::fs::canonicalize("tests/fixtures/billing/focus/aws-bedrock-1.2.csv").unwrap();
+    let held = srv
+        .hold_write_slot(&common::ndjson(&[
+            json!({"id": "held", "model": "gpt-4o", "cost": "1"}),
+        ]))
+        .await;
+    let busy_before = srv.metric(BUSY).await;
+    let import = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["import", file.to_str().unwrap(), "--format", "focus"])
+        .args(["--project", "web", "--url", &srv.url, "--key", ADMIN])
+        .env_remove("TALLY_ADMIN_KEY")
+        .env_remove("TALLY_API_KEY")
+        .env("TALLY_CONFIG", dir.path().join("none.toml"))
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Refused twice (each after the 200 ms wait for a slot), then the slot comes free.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while srv.metric(BUSY).await < busy_before + 2.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import was not refused twice"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(held.finish().await.starts_with("HTTP/1.1 200"));
+    let out = tokio::task::spawn_blocking(move || import.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("503"), "{stderr}");
+    assert!(stderr.contains("retrying in 1 s"), "{stderr}");
+    assert!(stdout.contains("accepted 4"), "{stdout}");
+    let (_, r) = get_as(
+        &srv,
+        Some(ADMIN),
+        "/api/v1/reconciliation?project=web&provider=aws",
+    )
+    .await;
+    // The file's Bedrock lines, once: 3.0 + 2.0000000000000001 + 0.40 (tax) + 1.25.
+    assert_eq!(d(&r["total"]["billed"]), dec!(6.6500000000000001));
+    srv.stop().await;
+}

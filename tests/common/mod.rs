@@ -146,11 +146,78 @@ impl TestServer {
         body
     }
 
+    /// The value of one `/metrics` series (`name{labels}` as printed); 0 when it is absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.get_text("/metrics")
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits (at most 20 s) until the `/metrics` series is `want`.
+    pub async fn metric_until(&self, series: &str, want: f64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.metric(series).await != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{series} never became {want}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends an NDJSON write request's headers and half of `body` on a raw connection, and
+    /// returns once it holds a write-request slot (`ingest.max_concurrent_requests`); the slot
+    /// stays taken until [`HeldSlot::finish`] sends the rest.
+    pub async fn hold_write_slot(&self, body: &[u8]) -> HeldSlot {
+        use tokio::io::AsyncWriteExt;
+        const IN_FLIGHT: &str = "tally_ingest_requests_in_flight";
+        let before = self.metric(IN_FLIGHT).await;
+        let addr = self.url.trim_start_matches("http://").to_string();
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let auth = match &self.key {
+            Some(k) => format!("authorization: Bearer {k}\r\n"),
+            None => String::new(),
+        };
+        let head = format!(
+            "POST /v1/ingest HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-ndjson\r\n\
+             {auth}content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let (first, rest) = body.split_at(body.len() / 2);
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(first).await.unwrap();
+        self.metric_until(IN_FLIGHT, before + 1.0).await;
+        HeldSlot {
+            stream,
+            rest: rest.to_vec(),
+        }
+    }
+
     pub async fn stop(mut self) -> TempDir {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
         }
         self.dir
+    }
+}
+
+/// A write request holding a slot with half its body sent (see
+/// [`TestServer::hold_write_slot`]).
+pub struct HeldSlot {
+    stream: tokio::net::TcpStream,
+    rest: Vec<u8>,
+}
+
+impl HeldSlot {
+    /// Sends the rest of the body and returns the server's raw HTTP answer.
+    pub async fn finish(mut self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(&self.rest).await.unwrap();
+        let mut answer = String::new();
+        self.stream.read_to_string(&mut answer).await.unwrap();
+        answer
     }
 }
 
