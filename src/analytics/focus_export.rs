@@ -3,8 +3,10 @@
 //!
 //! The question is the costs API's filter (range and dimension filters, project-scoped by the
 //! caller) plus a file type. DuckDB writes the file (`COPY … TO`, see
-//! `store::queries::focus_export`) into a temporary file named by Tally, which is read back
-//! and removed. The rows are daily aggregates, so the file stays small next to the events.
+//! `store::queries::focus_export`) into a temporary file named by Tally, which is opened and
+//! removed at once, then streamed from the open handle: the rows are daily aggregates, but one
+//! per user, feature, model, … a day, and the response holds a chunk of the file at a time
+//! however large it is.
 
 use std::path::PathBuf;
 
@@ -77,21 +79,25 @@ impl Drop for TempFile {
     }
 }
 
-/// Writes the export and returns its bytes.
-pub async fn export(store: &Store, q: ExportQuery) -> Result<Vec<u8>, QueryError> {
+/// Writes the export and returns it as an open file, already removed from its directory (it
+/// goes when the handle closes), with its length.
+pub async fn export(store: &Store, q: ExportQuery) -> Result<(std::fs::File, u64), QueryError> {
     let tmp = TempFile(std::env::temp_dir().join(format!(
         "tally-focus-{}.{}",
         uuid::Uuid::new_v4().simple(),
         q.extension()
     )));
     let path = tmp.0.clone();
-    let bytes = store
+    let file = store
         .read(move |conn| {
             sql::copy_to(conn, &q.range, &q.filters, q.format, &path)?;
-            std::fs::read(&path)
-                .map_err(|e| StoreError::Other(format!("cannot read the export back: {e}")))
+            let cannot =
+                |e: std::io::Error| StoreError::Other(format!("cannot read the export back: {e}"));
+            let file = std::fs::File::open(&path).map_err(cannot)?;
+            let len = file.metadata().map_err(cannot)?.len();
+            Ok((file, len))
         })
         .await?;
     drop(tmp);
-    Ok(bytes)
+    Ok(file)
 }

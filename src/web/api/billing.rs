@@ -170,10 +170,12 @@ pub async fn focus(
     auth::scope(&principal, &mut q.filters)?;
     let content_type = q.content_type();
     let file_name = format!("tally-focus-1.2.{}", q.extension());
-    let bytes = focus_export::export(&state.store, q).await?;
-    let mut response = bytes.into_response();
+    let (file, len) = focus_export::export(&state.store, q).await?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let mut response = axum::body::Body::from_stream(stream).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
