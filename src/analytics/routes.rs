@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use super::costs::{format_ts, QueryError};
 use super::params::{self, Common, ParamError};
 use super::time::Interval;
-use super::{dec_json, opt_dec_json, quotient, sort_groups, Table, Tabular, QUOTIENT_SCALE};
+use super::{dec_json, group_order, opt_dec_json, quotient, Table, Tabular, TopN, QUOTIENT_SCALE};
 use crate::pricing::Pricer;
 use crate::store::queries::routes::{self as sql, RouteAgg};
 use crate::store::queries::scan;
@@ -190,14 +190,13 @@ pub async fn query(
     q: RouteQuery,
 ) -> Result<RouteAnswer, QueryError> {
     let q2 = q.clone();
-    let (aggs, types, splits) = store
+    let (rows, truncated) = store
         .read(move |conn| {
             let c = &q2.common;
-            let aggs = sql::aggregates(conn, c)?;
-            let types = sql::error_types(conn, c)?;
             let mut splits: HashMap<GroupKeys, Split> = HashMap::new();
-            // Calls stored with their list-price parts are split in the SQL above; only the
-            // older ones (stored before the parts were) are re-priced here.
+            // Calls stored with their list-price parts are split in the SQL of the aggregates;
+            // only the older ones (stored before the parts were) are re-priced here, first, so
+            // each group is complete when the aggregates hand it over.
             scan::scan_where(
                 conn,
                 &c.range,
@@ -228,44 +227,35 @@ pub async fn query(
                     Ok(())
                 },
             )?;
-            Ok((aggs, types, splits))
+            let mut top = TopN::new(
+                c.limit,
+                group_order(
+                    c,
+                    |r: &RouteRow| &r.agg.keys,
+                    |_| None,
+                    |r, m| r.sort_value(m),
+                    "requests",
+                ),
+            );
+            sql::aggregates(conn, c, |mut agg| {
+                let mut error_types = std::mem::take(&mut agg.error_types);
+                // Most frequent first; errors without a type after the named ones.
+                error_types.sort_by(|a, b| {
+                    b.1.cmp(&a.1)
+                        .then_with(|| a.0.is_none().cmp(&b.0.is_none()))
+                        .then_with(|| a.0.cmp(&b.0))
+                });
+                let mut split = splits.remove(&agg.keys).unwrap_or_default();
+                split.add(&agg.stored_split);
+                top.push(RouteRow {
+                    agg,
+                    error_types,
+                    split,
+                });
+            })?;
+            Ok(top.finish())
         })
         .await?;
-    let mut by_group: HashMap<GroupKeys, Vec<(Option<String>, i64)>> = HashMap::new();
-    for (keys, t, n) in types {
-        by_group.entry(keys).or_default().push((t, n));
-    }
-    let mut splits = splits;
-    let mut rows: Vec<RouteRow> = aggs
-        .into_iter()
-        .map(|agg| {
-            let mut error_types = by_group.remove(&agg.keys).unwrap_or_default();
-            // Most frequent first; errors without a type after the named ones.
-            error_types.sort_by(|a, b| {
-                b.1.cmp(&a.1)
-                    .then_with(|| a.0.is_none().cmp(&b.0.is_none()))
-                    .then_with(|| a.0.cmp(&b.0))
-            });
-            let mut split = splits.remove(&agg.keys).unwrap_or_default();
-            split.add(&agg.stored_split);
-            RouteRow {
-                agg,
-                error_types,
-                split,
-            }
-        })
-        .collect();
-    let c = &q.common;
-    sort_groups(
-        &mut rows,
-        c,
-        |r| &r.agg.keys,
-        |_| None,
-        |r, m| r.sort_value(m),
-        "requests",
-    );
-    let truncated = rows.len() > c.limit;
-    rows.truncate(c.limit);
     Ok(RouteAnswer {
         query: q,
         rows,

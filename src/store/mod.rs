@@ -37,6 +37,13 @@ pub enum StoreError {
     Other(String),
 }
 
+impl StoreError {
+    /// DuckDB refused the statement because it would pass the database's memory limit.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, StoreError::Db(e) if e.to_string().contains("Out of Memory Error"))
+    }
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {

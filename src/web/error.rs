@@ -129,6 +129,20 @@ impl From<ParamError> for Error {
 
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
+        // DuckDB stops a query that would pass `storage.memory_limit` (shared by every query and
+        // the writer) instead of letting the process grow: the question is too large for it now,
+        // perhaps only while other work holds memory — not a fault of the server.
+        if e.is_out_of_memory() {
+            tracing::warn!(error = %e, "a query ran out of the database's memory limit");
+            return Error::Unavailable {
+                message: "this question needs more memory than the database may use \
+                          (storage.memory_limit, shared with the other queries and ingest): \
+                          narrow the range, filter, or group by fewer keys with many values \
+                          (task_id, run_id, session_id, user_id)"
+                    .into(),
+                retry_after_secs: 5,
+            };
+        }
         Error::Internal(e.into())
     }
 }
@@ -139,5 +153,39 @@ impl From<QueryError> for Error {
             QueryError::Param(p) => p.into(),
             QueryError::Store(s) => s.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query DuckDB stops at its memory limit is a 503 that says what to do, not an opaque
+    /// internal error; other database errors stay internal.
+    #[test]
+    fn a_query_past_the_memory_limit_is_unavailable_with_advice() {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        conn.execute_batch("SET memory_limit = '8MB'; SET threads = 1")
+            .unwrap();
+        let err = conn
+            .query_row(
+                "SELECT count(*) FROM (SELECT i % 1000000 AS g, quantile_cont(i, 0.5) \
+                 FROM range(4000000) t(i) GROUP BY g)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_err();
+        let store = StoreError::from(err);
+        assert!(store.is_out_of_memory(), "{store}");
+        let e = Error::from(store);
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.to_string().contains("storage.memory_limit"), "{e}");
+
+        let other = StoreError::from(conn.execute("SELECT * FROM no_such_table", []).unwrap_err());
+        assert!(!other.is_out_of_memory());
+        assert_eq!(
+            Error::from(other).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }
