@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use super::costs::{format_ts, QueryError};
 use super::params::{self, Common, ParamError, TimeRange};
 use super::time::{self, Interval};
-use super::{dec_json, opt_dec_json, quotient, Table, Tabular};
+use super::{dec_json, opt_dec_json, quotient, Table, Tabular, TopN};
 use crate::domain::dimension::Dimension;
 use crate::store::queries::anomalies as sql;
 use crate::store::Store;
@@ -248,51 +248,46 @@ pub async fn query(store: &Store, q: AnomalyQuery) -> Result<AnomalyAnswer, Quer
     };
     let dims = q.dimensions.clone();
     let filters = c.filters.clone();
+    let (method, limit) = (q.method.clone(), c.limit);
     let days2 = days.clone();
-    let daily = store
+    let (anomalies, truncated) = store
         .read(move |conn| {
-            let mut all = Vec::new();
-            for d in dims {
-                all.push((d, sql::daily(conn, d, &range, &filters, &days2)?));
+            let days = days2;
+            let index: HashMap<DateTime<Utc>, usize> =
+                days.iter().enumerate().map(|(i, d)| (*d, i)).collect();
+            // Largest excess over the threshold first.
+            let mut top = TopN::new(limit, |a: &Anomaly, b: &Anomaly| {
+                (b.spend - b.threshold)
+                    .cmp(&(a.spend - a.threshold))
+                    .then_with(|| a.day.cmp(&b.day))
+                    .then_with(|| a.value.cmp(&b.value))
+                    .then_with(|| a.dimension.name().cmp(b.dimension.name()))
+            });
+            for dim in dims {
+                // One value's series at a time: a dimension may have millions of values.
+                sql::daily(conn, dim, &range, &filters, &days, |value, rows| {
+                    let mut s = vec![Decimal::ZERO; days.len()];
+                    for (day, spend) in rows {
+                        if let Some(i) = index.get(&day) {
+                            s[*i] += spend;
+                        }
+                    }
+                    for (i, median, mad, threshold) in detect(&s, first_examined, &method) {
+                        top.push(Anomaly {
+                            day: days[i],
+                            dimension: dim,
+                            value: value.clone(),
+                            spend: s[i],
+                            median,
+                            mad,
+                            threshold,
+                        });
+                    }
+                })?;
             }
-            Ok(all)
+            Ok(top.finish())
         })
         .await?;
-    let index: HashMap<DateTime<Utc>, usize> =
-        days.iter().enumerate().map(|(i, d)| (*d, i)).collect();
-    let mut anomalies = Vec::new();
-    for (dim, rows) in daily {
-        let mut series: HashMap<String, Vec<Decimal>> = HashMap::new();
-        for (value, day, spend) in rows {
-            if let Some(i) = index.get(&day) {
-                series
-                    .entry(value)
-                    .or_insert_with(|| vec![Decimal::ZERO; days.len()])[*i] += spend;
-            }
-        }
-        for (value, s) in series {
-            for (i, median, mad, threshold) in detect(&s, first_examined, &q.method) {
-                anomalies.push(Anomaly {
-                    day: days[i],
-                    dimension: dim,
-                    value: value.clone(),
-                    spend: s[i],
-                    median,
-                    mad,
-                    threshold,
-                });
-            }
-        }
-    }
-    // Largest excess over the threshold first.
-    anomalies.sort_by(|a, b| {
-        (b.spend - b.threshold)
-            .cmp(&(a.spend - a.threshold))
-            .then_with(|| a.day.cmp(&b.day))
-            .then_with(|| a.value.cmp(&b.value))
-    });
-    let truncated = anomalies.len() > c.limit;
-    anomalies.truncate(c.limit);
     Ok(AnomalyAnswer {
         query: q,
         days: examined,

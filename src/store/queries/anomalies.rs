@@ -10,17 +10,23 @@ use crate::analytics::params::{Filter, TimeRange};
 use crate::domain::dimension::Dimension;
 use crate::store::StoreError;
 
-/// (value, day start, spend) for every value and day with spend; values that are NULL are left
-/// out (they are nobody's spend).
+/// One value's (day start, spend) pairs, in day order.
+pub type Series = Vec<(DateTime<Utc>, Decimal)>;
+
+/// The daily spend of every value with spend, one value at a time: `each` gets the value and
+/// its (day start, spend) pairs in day order. Values that are NULL are left out (they are
+/// nobody's spend). The rows come sorted by value and day and streamed, so a dimension with
+/// millions of values (runs, sessions) holds one value's days at a time here.
 pub fn daily(
     conn: &Connection,
     dim: Dimension,
     range: &TimeRange,
     filters: &[Filter],
     days: &[DateTime<Utc>],
-) -> Result<Vec<(String, DateTime<Utc>, Decimal)>, StoreError> {
+    mut each: impl FnMut(String, Series),
+) -> Result<(), StoreError> {
     if days.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let mut sql = Sql::default();
     sql.push("SELECT v, epoch_us(day), sum(cost)::VARCHAR FROM (SELECT ts, cost, ");
@@ -38,21 +44,29 @@ pub fn daily(
         }
         sql.push("(").bind_ts(*d).push(")");
     }
-    sql.push(") b(day) ON e.ts >= b.day WHERE v IS NOT NULL GROUP BY ALL");
+    sql.push(") b(day) ON e.ts >= b.day WHERE v IS NOT NULL GROUP BY ALL ORDER BY 1, 2");
     let mut stmt = conn.prepare(&sql.text)?;
-    let rows = stmt.query_map(duckdb::params_from_iter(sql.params.iter()), |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Option<String>>(2)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (v, day, spend) = row?;
-        out.push((v, from_micros(day), decimal(spend)?));
+    let mut rows =
+        crate::store::stream_rows(&mut stmt, duckdb::params_from_iter(sql.params.iter()))?;
+    let mut current: Option<(String, Series)> = None;
+    while let Some(r) = rows.next()? {
+        let value: String = r.get(0)?;
+        let day = from_micros(r.get(1)?);
+        let spend = decimal(r.get(2)?)?;
+        match &mut current {
+            Some((v, series)) if *v == value => series.push((day, spend)),
+            _ => {
+                if let Some((v, series)) = current.take() {
+                    each(v, series);
+                }
+                current = Some((value, vec![(day, spend)]));
+            }
+        }
     }
-    Ok(out)
+    if let Some((v, series)) = current {
+        each(v, series);
+    }
+    Ok(())
 }
 
 /// The first and last event time among the events the filters select (any time).
