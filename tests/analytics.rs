@@ -820,11 +820,9 @@ async fn reprice_shows_a_diff_then_writes_it_when_asked() {
     assert_eq!(nothing["total"]["changed"], 0, "{nothing}");
 
     // The operator now has prices: gpt-4o at 2 / 8, and the self-hosted model at 1 / 1.
-    let old = srv.server.take().unwrap();
-    old.shutdown().await.unwrap();
-    let mut config = common::test_config(&srv.dir);
-    config.admin_key = Some(ADMIN.into());
-    config.pricing = toml_pricing(
+    restart_with_pricing(
+        &mut srv,
+        ADMIN,
         r#"
         [[custom]]
         model = "gpt-4o"
@@ -835,10 +833,8 @@ async fn reprice_shows_a_diff_then_writes_it_when_asked() {
         input_mtok = "1"
         output_mtok = "1"
         "#,
-    );
-    let server = tally::app::start(config).await.unwrap();
-    srv.url = server.url();
-    srv.server = Some(server);
+    )
+    .await;
 
     let dry = srv
         .get_ok("/api/v1/reprice?group_by=model&order=model")
@@ -882,6 +878,89 @@ async fn reprice_shows_a_diff_then_writes_it_when_asked() {
     let again = srv.get_ok("/api/v1/reprice").await;
     assert_eq!(again["total"]["changed"], 0, "{again}");
     srv.stop().await;
+}
+
+/// Applying a range cut mid-hour, with events on hour boundaries, a microsecond before one and
+/// an empty hour between, changes exactly the events inside it (`from` inclusive, `to` not),
+/// and the hourly rollups it rebuilds answer what the events now hold.
+#[tokio::test]
+async fn reprice_applies_exactly_the_range_asked_for() {
+    const ADMIN: &str = "bootstrap-admin-key-0123456789";
+    let mut srv = start_with(|c| c.admin_key = Some(ADMIN.into())).await;
+    let usage = json!({"input_tokens": 1000000, "output_tokens": 100000});
+    let at = [
+        "09:59:59",
+        "10:30:00",
+        "10:59:59.999999",
+        "11:00:00",
+        "13:00:00",
+        "13:30:00",
+    ];
+    let events: Vec<Value> = at
+        .iter()
+        .map(|t| json!({"timestamp": format!("2026-11-02T{t}Z"), "model": "gpt-4o", "provider": "openai", "usage": usage}))
+        .collect();
+    ingest(&srv, Value::Array(events)).await;
+    restart_with_pricing(
+        &mut srv,
+        ADMIN,
+        r#"
+        [[custom]]
+        model = "gpt-4o"
+        input_mtok = "2"
+        output_mtok = "8"
+        "#,
+    )
+    .await;
+    // 10:30, 10:59:59.999999 and 11:00 are inside; 09:59:59, 13:00 and 13:30 are not.
+    let (status, applied) = post(
+        &srv,
+        "/api/v1/reprice?apply=true&from=2026-11-02T10:15:00Z&to=2026-11-02T13:00:00Z",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["total"]["events"], 3, "{applied}");
+    assert_eq!(applied["total"]["changed"], 3, "{applied}");
+    // Each event costs 2.5 + 1.0 = 3.5 at list price, 2 + 0.8 = 2.8 at the custom one.
+    let costs = srv.get_ok("/api/v1/costs").await;
+    assert_eq!(
+        dec_of(&costs["total"]["cost"]),
+        dec!(3.5) * dec!(3) + dec!(2.8) * dec!(3)
+    );
+    let by_hour = srv
+        .get_ok("/api/v1/costs?interval=hour&from=2026-11-02T09:00:00Z&to=2026-11-02T14:00:00Z")
+        .await;
+    let hours: BTreeMap<&str, Decimal> = by_hour["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["bucket"].as_str().unwrap(), dec_of(&p["cost"])))
+        .filter(|(_, c)| !c.is_zero())
+        .collect();
+    let expected = BTreeMap::from([
+        ("2026-11-02T09:00:00Z", dec!(3.5)),
+        ("2026-11-02T10:00:00Z", dec!(2.8) * dec!(2)),
+        ("2026-11-02T11:00:00Z", dec!(2.8)),
+        ("2026-11-02T13:00:00Z", dec!(3.5) * dec!(2)),
+    ]);
+    assert_eq!(hours, expected, "{by_hour}");
+    // What is left to change is exactly what was outside.
+    let rest = srv.get_ok("/api/v1/reprice").await;
+    assert_eq!(rest["total"]["changed"], 3, "{rest}");
+    srv.stop().await;
+}
+
+/// Stops the server and starts it again on the same data with these `[pricing]` settings.
+async fn restart_with_pricing(srv: &mut TestServer, admin: &str, pricing: &str) {
+    let old = srv.server.take().unwrap();
+    old.shutdown().await.unwrap();
+    let mut config = common::test_config(&srv.dir);
+    config.admin_key = Some(admin.into());
+    config.pricing = toml_pricing(pricing);
+    let server = tally::app::start(config).await.unwrap();
+    srv.url = server.url();
+    srv.server = Some(server);
 }
 
 fn toml_pricing(text: &str) -> tally::pricing::PricingConfig {
