@@ -820,8 +820,7 @@ async fn reprice_shows_a_diff_then_writes_it_when_asked() {
     assert_eq!(nothing["total"]["changed"], 0, "{nothing}");
 
     // The operator now has prices: gpt-4o at 2 / 8, and the self-hosted model at 1 / 1.
-    restart_with_pricing(
-        &mut srv,
+    srv.restart_with_pricing(
         ADMIN,
         r#"
         [[custom]]
@@ -901,8 +900,7 @@ async fn reprice_applies_exactly_the_range_asked_for() {
         .map(|t| json!({"timestamp": format!("2026-11-02T{t}Z"), "model": "gpt-4o", "provider": "openai", "usage": usage}))
         .collect();
     ingest(&srv, Value::Array(events)).await;
-    restart_with_pricing(
-        &mut srv,
+    srv.restart_with_pricing(
         ADMIN,
         r#"
         [[custom]]
@@ -949,25 +947,6 @@ async fn reprice_applies_exactly_the_range_asked_for() {
     let rest = srv.get_ok("/api/v1/reprice").await;
     assert_eq!(rest["total"]["changed"], 3, "{rest}");
     srv.stop().await;
-}
-
-/// Stops the server and starts it again on the same data with these `[pricing]` settings.
-async fn restart_with_pricing(srv: &mut TestServer, admin: &str, pricing: &str) {
-    let old = srv.server.take().unwrap();
-    old.shutdown().await.unwrap();
-    let mut config = common::test_config(&srv.dir);
-    config.admin_key = Some(admin.into());
-    config.pricing = toml_pricing(pricing);
-    let server = tally::app::start(config).await.unwrap();
-    srv.url = server.url();
-    srv.server = Some(server);
-}
-
-fn toml_pricing(text: &str) -> tally::pricing::PricingConfig {
-    use figment::providers::{Format, Toml};
-    figment::Figment::from(Toml::string(text))
-        .extract()
-        .unwrap()
 }
 
 // -------------------------------------------------------------------------------------------

@@ -385,21 +385,16 @@ async fn repricing_changes_the_cost_of_tasks_and_runs() {
     assert_eq!(dec_of(&t["cost"]), list);
 
     // The operator now has their own price for gpt-4o (2 / 8), restarts and re-prices.
-    let old = srv.server.take().unwrap();
-    old.shutdown().await.unwrap();
-    let mut config = common::test_config(&srv.dir);
-    config.admin_key = Some(ADMIN.into());
-    config.pricing = toml_pricing(
+    srv.restart_with_pricing(
+        ADMIN,
         r#"
         [[custom]]
         model = "gpt-4o"
         input_mtok = "2"
         output_mtok = "8"
         "#,
-    );
-    let server = tally::app::start(config).await.unwrap();
-    srv.url = server.url();
-    srv.server = Some(server);
+    )
+    .await;
     // The units survived the restart unchanged.
     let t = srv.get_ok("/api/v1/tasks?task_id=RP").await["total"].clone();
     assert_eq!(dec_of(&t["cost"]), list);
@@ -420,11 +415,4 @@ async fn repricing_changes_the_cost_of_tasks_and_runs() {
     let r = run(&srv, "RP-run").await.unwrap();
     assert_eq!(dec_of(&r["cost"]), custom);
     srv.stop().await;
-}
-
-fn toml_pricing(text: &str) -> tally::pricing::PricingConfig {
-    use figment::providers::{Format, Toml};
-    figment::Figment::from(Toml::string(text))
-        .extract()
-        .unwrap()
 }

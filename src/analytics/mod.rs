@@ -325,23 +325,17 @@ mod tests {
     /// the first rows of the whole sorted list, and `truncated` says whether any were left.
     #[test]
     fn top_n_keeps_what_sorting_everything_would() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        use rand::seq::SliceRandom;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         // (key, value) with repeated values, so the key decides ties.
-        let rows: Vec<(u64, u64)> = (0..1000).map(|i| (i, next() % 37)).collect();
+        let rows: Vec<(u64, u64)> = (0..1000).map(|i| (i, rng.random_range(0..37))).collect();
         let order = |a: &(u64, u64), b: &(u64, u64)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
         let mut sorted = rows.clone();
         sorted.sort_by(order);
         for limit in [1, 2, 7, 499, 500, 501, 999, 1000, 1001, 5000] {
             let mut shuffled = rows.clone();
-            for i in (1..shuffled.len()).rev() {
-                shuffled.swap(i, (next() % (i as u64 + 1)) as usize);
-            }
+            shuffled.shuffle(&mut rng);
             let mut top = TopN::new(limit, order);
             for r in shuffled {
                 top.push(r);

@@ -195,6 +195,22 @@ impl TestServer {
         }
     }
 
+    /// Stops the server and starts it again on the same data, with `admin` as the admin key
+    /// and `pricing` (TOML) as the `[pricing]` settings: an operator changing prices.
+    pub async fn restart_with_pricing(&mut self, admin: &str, pricing: &str) {
+        use figment::providers::{Format, Toml};
+        let old = self.server.take().expect("a running server");
+        old.shutdown().await.expect("clean shutdown");
+        let mut config = test_config(&self.dir);
+        config.admin_key = Some(admin.into());
+        config.pricing = figment::Figment::from(Toml::string(pricing))
+            .extract()
+            .expect("pricing TOML");
+        let server = tally::app::start(config).await.unwrap();
+        self.url = server.url();
+        self.server = Some(server);
+    }
+
     pub async fn stop(mut self) -> TempDir {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
