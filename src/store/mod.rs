@@ -199,6 +199,37 @@ pub(crate) fn stream_rows<'s, P: duckdb::Params>(
     Ok(stmt.raw_query())
 }
 
+/// The runs of consecutive rows that share a key in a result streamed sorted by that key
+/// ([`stream_rows`]), each folded into one value and handed on when the next key starts: how a
+/// reader holds one group at a time however many groups there are.
+pub(crate) struct Runs<K, A> {
+    current: Option<(K, A)>,
+}
+
+impl<K: PartialEq, A: Default> Runs<K, A> {
+    pub(crate) fn new() -> Self {
+        Runs { current: None }
+    }
+
+    /// The value being folded for `key`: the current run's when `key` continues it, else a
+    /// fresh one, after the finished run is handed to `each`.
+    pub(crate) fn entry(&mut self, key: K, each: &mut impl FnMut(K, A)) -> &mut A {
+        if self.current.as_ref().is_some_and(|(k, _)| *k != key) {
+            if let Some((k, a)) = self.current.take() {
+                each(k, a);
+            }
+        }
+        &mut self.current.get_or_insert_with(|| (key, A::default())).1
+    }
+
+    /// Hands on the last run.
+    pub(crate) fn finish(self, mut each: impl FnMut(K, A)) {
+        if let Some((k, a)) = self.current {
+            each(k, a);
+        }
+    }
+}
+
 /// Opens the database file with Tally's settings.
 pub(crate) fn open_connection(path: &Path, cfg: &StorageConfig) -> anyhow::Result<Connection> {
     let mut config = duckdb::Config::default()

@@ -48,24 +48,14 @@ pub fn daily(
     let mut stmt = conn.prepare(&sql.text)?;
     let mut rows =
         crate::store::stream_rows(&mut stmt, duckdb::params_from_iter(sql.params.iter()))?;
-    let mut current: Option<(String, Series)> = None;
+    let mut runs = crate::store::Runs::<String, Series>::new();
     while let Some(r) = rows.next()? {
         let value: String = r.get(0)?;
         let day = from_micros(r.get(1)?);
         let spend = decimal(r.get(2)?)?;
-        match &mut current {
-            Some((v, series)) if *v == value => series.push((day, spend)),
-            _ => {
-                if let Some((v, series)) = current.take() {
-                    each(v, series);
-                }
-                current = Some((value, vec![(day, spend)]));
-            }
-        }
+        runs.entry(value, &mut each).push((day, spend));
     }
-    if let Some((v, series)) = current {
-        each(v, series);
-    }
+    runs.finish(each);
     Ok(())
 }
 

@@ -546,25 +546,14 @@ fn for_each_group(
     let mut stmt = conn.prepare(&sql.text)?;
     let mut rows =
         crate::store::stream_rows(&mut stmt, duckdb::params_from_iter(sql.params.iter()))?;
-    let mut current: Option<(Group, PartialSums)> = None;
+    let mut each = |(k, b): Group, sums| each(k, b, sums);
+    let mut runs = crate::store::Runs::<Group, PartialSums>::new();
     while let Some(r) = rows.next()? {
         let group = read_group(r, keys)?;
         let partial = read_partial(r, keys + 1)?;
-        match &mut current {
-            Some((g, sums)) if *g == group => sums.add(partial)?,
-            _ => {
-                if let Some(((k, b), sums)) = current.take() {
-                    each(k, b, sums);
-                }
-                let mut sums = PartialSums::default();
-                sums.add(partial)?;
-                current = Some((group, sums));
-            }
-        }
+        runs.entry(group, &mut each).add(partial)?;
     }
-    if let Some(((k, b), sums)) = current {
-        each(k, b, sums);
-    }
+    runs.finish(each);
     Ok(())
 }
 
